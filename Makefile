@@ -1,0 +1,20 @@
+# The two README commands: `make demo` (pipeline on sample data) and `make test` (the suite).
+# Both set up everything they need first (venv, pinned packages, JVM jars) and are safe to re-run.
+SHELL := /bin/bash
+CONFIG ?= conf/local.yaml
+IMPRESSIONS ?= 20000
+SEED ?= 42
+
+.PHONY: setup demo test lint
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
+
+test: setup
+	@.venv/bin/python -m pytest -q
+
+lint: setup
+	@.venv/bin/ruff check lib jobs scripts tests && .venv/bin/mypy lib jobs scripts

@@ -1,0 +1,1 @@
+"""AdLake: a PySpark + Delta Lake lakehouse for programmatic-advertising data."""

@@ -1,0 +1,292 @@
+"""Bronze parsing: raw landing text/Avro rows -> contract fields, rescued data and reject reasons.
+
+Every transform here is pure (DataFrame -> DataFrame) and returns one row per input record
+with `_reject_reason` null for good records; `bronze_rows` / `quarantine_rows` then split
+them, so a record is in exactly one of the two tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, MapType, StringType, StructField, StructType
+
+from adlake import schemas
+from adlake.schemas import ID, NUMBER, SourceField
+
+# Reason codes in bronze/quarantine.reason (documented in the README).
+MALFORMED_JSON = "malformed_json"
+WRONG_TYPE = "wrong_type"
+CSV_COLUMN_COUNT = "csv_column_count"
+CORRUPT_FILE = "corrupt_file"
+
+REJECT_REASON = "_reject_reason"
+REJECT_DETAIL = "_reject_detail"
+RAW_RECORD = "_raw_record"
+
+# An id is one scalar token: digits or a string without blanks, quotes or JSON structure.
+_ID_PATTERN = r'^[^\s{}\[\]",]+$'
+_NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+# Commas outside double quotes (RFC 4180 quoting without embedded newlines).
+_CSV_SPLIT = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+
+
+def _kind_violation(value: Column, kind: str) -> Column:
+    if kind == ID:
+        return value.isNotNull() & ~value.rlike(_ID_PATTERN)
+    if kind == NUMBER:
+        return value.isNotNull() & ~value.rlike(_NUMBER_PATTERN)
+    return F.lit(False)
+
+
+def wrong_type_fields(fields: Sequence[tuple[str, Column, str]]) -> Column:
+    """Comma-separated names of fields whose value does not fit its kind, or null when all fit."""
+    names = [F.when(_kind_violation(value, kind), F.lit(name)) for name, value, kind in fields]
+    joined = F.concat_ws(",", *names) if names else F.lit("")
+    return F.when(joined != "", joined)
+
+
+def _rescued(fields_map: Column, known: Sequence[str]) -> Column:
+    known_array = F.array(*[F.lit(k) for k in known])
+    # Null values carry nothing to rescue (an empty trailing CSV column, a JSON `null`).
+    extra = F.map_filter(fields_map, lambda k, v: ~F.array_contains(known_array, k) & v.isNotNull())
+    return F.when(F.size(extra) > 0, F.to_json(extra))
+
+
+def _from_map(
+    df: DataFrame,
+    fields_map: Column,
+    contract: Sequence[SourceField],
+    malformed: Column,
+    reason: str,
+    malformed_detail: Column | None = None,
+) -> DataFrame:
+    """Project contract fields out of a map column and classify the record."""
+    values = [(f.name, fields_map[f.name], f.kind) for f in contract]
+    wrong = wrong_type_fields(values)
+    return df.select(
+        *[value.alias(name) for name, value, _ in values],
+        _rescued(fields_map, [f.name for f in contract]).alias(schemas.RESCUED_DATA),
+        F.col(schemas.SOURCE_FILE),
+        F.col(RAW_RECORD),
+        F.when(malformed, F.lit(reason))
+        .when(wrong.isNotNull(), F.lit(WRONG_TYPE))
+        .alias(REJECT_REASON),
+        F.when(malformed, malformed_detail if malformed_detail is not None else F.lit(None))
+        .otherwise(wrong)
+        .cast("string")
+        .alias(REJECT_DETAIL),
+    )
+
+
+def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], DataFrame]:
+    """Parse JSON Lines rows (`value`, `_source_file`); blank lines are not records.
+
+    Every top-level key is read as a string (numbers keep their literal text, nested objects
+    their JSON text), so nothing is coerced away; keys outside the contract go to
+    `_rescued_data` as a JSON object.
+    """
+
+    def transform(lines: DataFrame) -> DataFrame:
+        records = lines.where(F.trim(F.col("value")) != "").select(
+            F.col("value").alias(RAW_RECORD),
+            F.col(schemas.SOURCE_FILE),
+            F.from_json(F.col("value"), MapType(StringType(), StringType())).alias("_fields"),
+        )
+        return _from_map(
+            records, F.col("_fields"), contract, F.col("_fields").isNull(), MALFORMED_JSON
+        )
+
+    return transform
+
+
+def parse_csv_files(contract: Sequence[SourceField]) -> Callable[[DataFrame], DataFrame]:
+    """Parse whole CSV files (`value` = file text, `_source_file`) using each file's header.
+
+    The header (first line) names the columns, so files may order columns differently or add
+    new ones (rescued). A data row whose field count differs from its header's is quarantined
+    with its line number; blank lines are not records.
+    """
+
+    def unquote(token: Column) -> Column:
+        stripped = F.regexp_replace(token, r'^\s*"(.*)"\s*$', "$1")
+        quoted = token.rlike(r'^\s*".*"\s*$')
+        value = F.when(quoted, F.regexp_replace(stripped, '""', '"')).otherwise(token)
+        return F.when(value != "", value)
+
+    def transform(files: DataFrame) -> DataFrame:
+        lines = files.select(
+            F.col(schemas.SOURCE_FILE),
+            F.posexplode(F.split(F.col("value"), "\n")).alias("line_no", "line"),
+        ).withColumn("line", F.regexp_replace("line", "\r$", ""))
+        headers = lines.where(F.col("line_no") == 0).select(
+            F.col(schemas.SOURCE_FILE),
+            F.transform(
+                F.split(F.col("line"), _CSV_SPLIT, -1), lambda t: F.lower(F.trim(unquote(t)))
+            ).alias("_header"),
+        )
+        rows = (
+            lines.where((F.col("line_no") > 0) & (F.trim(F.col("line")) != ""))
+            .join(F.broadcast(headers), schemas.SOURCE_FILE, "left")
+            .withColumn("_tokens", F.transform(F.split(F.col("line"), _CSV_SPLIT, -1), unquote))
+        )
+        count_ok = F.size("_tokens") == F.size("_header")
+        records = rows.select(
+            F.col("line").alias(RAW_RECORD),
+            F.col(schemas.SOURCE_FILE),
+            F.col("line_no"),
+            F.size("_tokens").alias("_n_tokens"),
+            F.size("_header").alias("_n_header"),
+            count_ok.alias("_count_ok"),
+            F.when(count_ok, F.map_from_arrays("_header", "_tokens")).alias("_fields"),
+        )
+        detail = F.format_string(
+            "line %d: expected %d fields (header), got %d",
+            F.col("line_no") + 1,
+            F.col("_n_header"),
+            F.col("_n_tokens"),
+        )
+        return _from_map(
+            records, F.col("_fields"), contract, ~F.col("_count_ok"), CSV_COLUMN_COUNT, detail
+        )
+
+    return transform
+
+
+def _as_text(column: Column, data_type: DataType) -> Column:
+    """Lenient string form of an Avro value: timestamps as ISO-8601 UTC, structures as JSON."""
+    type_name = data_type.typeName()
+    if type_name in ("timestamp", "timestamp_ntz"):
+        return F.date_format(column, "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
+    if isinstance(data_type, StructType) or type_name in ("array", "map"):
+        return F.to_json(column)
+    return column.cast("string")
+
+
+def project_bid_requests(df: DataFrame) -> DataFrame:
+    """Project Avro bid requests (any writer schema) onto the bronze contract.
+
+    Driven by the DataFrame's schema, which is the file's own writer schema: contract fields
+    missing from it become null, fields it has beyond the contract go to `_rescued_data`.
+    """
+    by_name: dict[str, StructField] = {f.name: f for f in df.schema.fields}
+    projected: list[Column] = []
+    rescued: list[Column] = []
+    wrong_checks: list[tuple[str, Column, str]] = []
+
+    for group, fields in schemas.BID_REQUEST_FIELDS.items():
+        known = {f.name for f in fields}
+        if not group:
+            for f in fields:
+                col = _as_text(F.col(f.name), by_name[f.name].dataType) if f.name in by_name else F.lit(None)
+                projected.append(col.cast("string").alias(f.name))
+                wrong_checks.append((f.name, F.col(f.name), f.kind))
+            continue
+        group_field = by_name.get(group)
+        group_type = group_field.dataType if group_field else None
+        inner: dict[str, StructField] = (
+            {f.name: f for f in group_type.fields} if isinstance(group_type, StructType) else {}
+        )
+        members = []
+        for f in fields:
+            if f.name in inner:
+                member = _as_text(F.col(group)[f.name], inner[f.name].dataType)
+            else:
+                member = F.lit(None)
+            members.append(member.cast("string").alias(f.name))
+            wrong_checks.append((f"{group}.{f.name}", F.col(group)[f.name], f.kind))
+        group_present = F.col(group).isNotNull() if group_field is not None else F.lit(False)
+        projected.append(F.when(group_present, F.struct(*members)).alias(group))
+        extras = [name for name in inner if name not in known]
+        if extras:
+            rescued.append(
+                F.struct(*[F.col(group)[name].alias(name) for name in extras]).alias(group)
+            )
+        elif group_field is not None and not isinstance(group_type, StructType):
+            rescued.append(F.col(group).alias(group))
+
+    top_known = set(schemas.BID_REQUEST_FIELDS) | {f.name for f in schemas.BID_REQUEST_FIELDS[""]}
+    contract_meta = {schemas.SOURCE_FILE, RAW_RECORD}
+    rescued.extend(
+        F.col(name).alias(name) for name in by_name if name not in top_known | contract_meta
+    )
+    rescued_json = F.to_json(F.struct(*rescued)) if rescued else F.lit(None).cast("string")
+    projected_df = df.select(
+        *projected,
+        F.when(rescued_json != "{}", rescued_json).alias(schemas.RESCUED_DATA),
+        F.col(schemas.SOURCE_FILE),
+        F.to_json(F.struct(*[F.col(c) for c in by_name if c not in contract_meta])).alias(RAW_RECORD),
+    )
+    wrong = wrong_type_fields(
+        [(name, _nested(projected_df, name), kind) for name, _col, kind in wrong_checks]
+    )
+    return projected_df.select(
+        "*",
+        F.when(wrong.isNotNull(), F.lit(WRONG_TYPE)).alias(REJECT_REASON),
+        wrong.alias(REJECT_DETAIL),
+    )
+
+
+def _nested(df: DataFrame, dotted: str) -> Column:
+    group, _, member = dotted.partition(".")
+    return df[group][member] if member else df[group]
+
+
+def with_ingest_metadata(ingested_at: datetime, run_seq: int) -> Callable[[DataFrame], DataFrame]:
+    """Stamp rows with the run's ingestion time, its date (the partition) and run sequence."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        ts = F.lit(ingested_at).cast("timestamp")
+        return df.withColumns(
+            {
+                schemas.INGESTED_AT: ts,
+                schemas.RUN_SEQ: F.lit(run_seq).cast("long"),
+                schemas.INGESTION_DATE: F.to_date(ts),
+            }
+        )
+
+    return transform
+
+
+def bronze_rows(parsed: DataFrame) -> DataFrame:
+    """Good records: the contract fields and metadata, rejects left out."""
+    return parsed.where(F.col(REJECT_REASON).isNull()).drop(REJECT_REASON, REJECT_DETAIL, RAW_RECORD)
+
+
+def quarantine_rows(source: str) -> Callable[[DataFrame], DataFrame]:
+    """Rejected records in the bronze/quarantine layout, raw text kept."""
+
+    def transform(parsed: DataFrame) -> DataFrame:
+        return parsed.where(F.col(REJECT_REASON).isNotNull()).select(
+            F.lit(source).alias("source"),
+            F.col(RAW_RECORD).alias("raw_record"),
+            F.col(schemas.SOURCE_FILE),
+            F.col(REJECT_REASON).alias("reason"),
+            F.col(REJECT_DETAIL).alias("detail"),
+            F.col(schemas.INGESTED_AT),
+            F.col(schemas.RUN_SEQ),
+            F.col(schemas.INGESTION_DATE),
+        )
+
+    return transform
+
+
+CORRUPT_FILE_SCHEMA = StructType(
+    [
+        StructField(schemas.SOURCE_FILE, StringType(), False),
+        StructField(REJECT_DETAIL, StringType(), True),
+    ]
+)
+
+
+def corrupt_file_rows(files: DataFrame) -> DataFrame:
+    """One reject row per unreadable file (`_source_file`, `_reject_detail`)."""
+    return files.select(
+        F.lit(None).cast("string").alias(RAW_RECORD),
+        F.col(schemas.SOURCE_FILE),
+        F.lit(CORRUPT_FILE).alias(REJECT_REASON),
+        F.col(REJECT_DETAIL),
+    )

@@ -1,0 +1,423 @@
+"""Bronze ingestion runs: landing files -> bronze tables + quarantine, exactly once, batch or stream.
+
+Both modes go through `ingest_files`. The file log (`ops/ingest_file_log`) is a write-ahead
+log: a run first records the files it plans to ingest, then appends to bronze and quarantine
+with Delta idempotent writes keyed by (source, run_seq), then records the files committed
+with their row counts. A crash anywhere is repaired by the next run, batch or stream, which
+redoes the pending plan (Delta skips the appends that had already committed) before taking
+new files. The streaming checkpoint only decides when files are looked at; the log decides
+whether they are ingested, so mixing batch and stream runs never ingests a file twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import FrameType
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import (
+    BinaryType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from adlake import bronze, schemas, storage
+from adlake.config import AppConfig
+from adlake.tables import BRONZE_BY_SOURCE, BRONZE_QUARANTINE, INGEST_FILE_LOG
+
+log = logging.getLogger(__name__)
+
+PLANNED = "planned"
+COMMITTED = "committed"
+
+_BINARY_FILE_SCHEMA = StructType(
+    [
+        StructField("path", StringType(), False),
+        StructField("modificationTime", TimestampType(), False),
+        StructField("length", LongType(), False),
+        StructField("content", BinaryType(), True),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one ingest run wrote; `records == bronze_rows + quarantined_rows` per run."""
+
+    source: str
+    run_seq: int
+    mode: str
+    files: int
+    bronze_rows: int
+    quarantined_rows: int
+    corrupt_files: int
+    seconds: float
+
+    @property
+    def records(self) -> int:
+        return self.bronze_rows + self.quarantined_rows
+
+
+class CorruptFileNotIdentifiedError(RuntimeError):
+    """A read failed and no input file could be blamed, so the run stops instead of guessing."""
+
+
+def _bare(path: str) -> str:
+    """A path without scheme and leading slashes, to match `file:/x` against `file:///x`."""
+    return re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/*", "", path).lstrip("/")
+
+
+def _blamed_file(error: Exception, files: Iterable[str]) -> str | None:
+    text = _bare_text = str(error)
+    _bare_text = re.sub(r"[a-zA-Z][a-zA-Z0-9+.-]*:/+", "", text)
+    # Longest first so that `a.avro` never matches inside `aa.avro`'s message.
+    for path in sorted(files, key=len, reverse=True):
+        if _bare(path) in _bare_text:
+            return path
+    return None
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if line.startswith("Caused by:")]
+    return (causes[-1] if causes else lines[0] if lines else repr(error))[:500]
+
+
+class BronzeIngestor:
+    """Ingests the files of one source; holds the table locations derived from the config."""
+
+    def __init__(self, spark: SparkSession, cfg: AppConfig, source: str) -> None:
+        self.spark = spark
+        self.cfg = cfg
+        self.source = source
+        self.options = cfg.sources[source]
+        self.spec = BRONZE_BY_SOURCE[source]
+        self.bronze_path = cfg.table_path(self.spec.relative_path)
+        self.quarantine_path = cfg.table_path(BRONZE_QUARANTINE.relative_path)
+        self.log_path = cfg.table_path(INGEST_FILE_LOG.relative_path)
+        self.landing_dir = cfg.landing_path(source)
+        self.app_id = f"adlake-bronze-{source}"
+        self._lock = threading.Lock()
+
+    # -- tables ---------------------------------------------------------------------------
+    def ensure_tables(self) -> None:
+        storage.ensure_table(self.spark, self.spec, self.bronze_path)
+        storage.ensure_table(self.spark, BRONZE_QUARANTINE, self.quarantine_path)
+        storage.ensure_table(self.spark, INGEST_FILE_LOG, self.log_path)
+
+    def ensure_landing_dir(self) -> None:
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        path = jvm.org.apache.hadoop.fs.Path(self.landing_dir)
+        path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).mkdirs(path)  # type: ignore[union-attr]
+
+    # -- entry points ---------------------------------------------------------------------
+    def run_batch(self) -> list[RunResult]:
+        """Ingest every landing file not yet in the file log (and repair a crashed run)."""
+        self.ensure_tables()
+        self.ensure_landing_dir()
+        listed = storage.list_landing_files(self.spark, self.landing_dir, self.options.path_glob)
+        return self.ingest_files(listed.select("path"), mode="batch")
+
+    def start_stream(self, trigger: str) -> StreamingQuery:
+        """Start a Structured Streaming query that discovers new files and ingests each micro-batch."""
+        self.ensure_tables()
+        self.ensure_landing_dir()
+        discovered = (
+            self.spark.readStream.format("binaryFile")
+            .schema(_BINARY_FILE_SCHEMA)
+            .option("pathGlobFilter", self.options.path_glob)
+            .option("maxFilesPerTrigger", self.options.max_files_per_trigger)
+            .option("maxFileAge", self.cfg.stream.max_file_age)
+            .load(self.landing_dir)
+            .select("path")
+        )
+
+        def per_batch(batch: DataFrame, batch_id: int) -> None:
+            log.info("stream %s micro-batch %d", self.source, batch_id)
+            self.ingest_files(batch, mode="stream")
+
+        writer = (
+            discovered.writeStream.foreachBatch(per_batch)
+            .queryName(f"bronze_{self.source}")
+            .option("checkpointLocation", self.cfg.checkpoint_path(f"bronze/{self.source}"))
+        )
+        if trigger == "available-now":
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=trigger)
+        return writer.start()
+
+    # -- the write-ahead protocol ---------------------------------------------------------
+    def ingest_files(self, candidates: DataFrame, mode: str) -> list[RunResult]:
+        """Redo any pending run, then ingest the candidate files (column `path`) not yet logged."""
+        with self._lock:
+            log_df = (
+                storage.read_table(self.spark, self.log_path)
+                .where(F.col("source") == self.source)
+                .select("run_seq", "file_path", "status", "logged_at")
+                .persist()
+            )
+            try:
+                return self._ingest_new(log_df, candidates, mode)
+            finally:
+                log_df.unpersist()
+
+    def _ingest_new(self, log_df: DataFrame, candidates: DataFrame, mode: str) -> list[RunResult]:
+        """Redo pending runs, then plan and execute a run over the candidates not yet logged."""
+        committed_runs = log_df.where(F.col("status") == COMMITTED).select("run_seq").distinct()
+        pending = (
+            log_df.where(F.col("status") == PLANNED)
+            .join(committed_runs, "run_seq", "left_anti")
+            .select("run_seq", "file_path", "logged_at")
+            .collect()
+        )
+        results: list[RunResult] = []
+        pending_runs: dict[int, list[Row]] = {}
+        for row in pending:
+            pending_runs.setdefault(row["run_seq"], []).append(row)
+        for run_seq in sorted(pending_runs):
+            rows = pending_runs[run_seq]
+            log.warning("%s: redoing run %d left pending by a crash", self.source, run_seq)
+            results.append(
+                self._execute(run_seq, sorted(r["file_path"] for r in rows), rows[0]["logged_at"], mode)
+            )
+
+        new_files = sorted(
+            r["path"]
+            for r in candidates.select("path")
+            .distinct()
+            .join(log_df.select(F.col("file_path").alias("path")), "path", "left_anti")
+            .collect()
+        )
+        if not new_files:
+            log.info("%s: no new files", self.source)
+            return results
+        last = log_df.agg(F.max("run_seq")).first()
+        run_seq = int(last[0] or 0) + 1 if last else 1
+        ingested_at = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+        self._write_log(run_seq, new_files, PLANNED, mode, ingested_at, {})
+        results.append(self._execute(run_seq, new_files, ingested_at, mode))
+        return results
+
+    def _write_log(
+        self,
+        run_seq: int,
+        files: list[str],
+        status: str,
+        mode: str,
+        logged_at: datetime,
+        counts: dict[str, tuple[int, int]],
+    ) -> None:
+        rows = [
+            (
+                self.source,
+                run_seq,
+                path,
+                status,
+                mode,
+                counts[path][0] if path in counts else None,
+                counts[path][1] if path in counts else None,
+                logged_at,
+            )
+            for path in files
+        ]
+        df = self.spark.createDataFrame(rows, INGEST_FILE_LOG.schema)
+        # plan -> version 2k, commit -> 2k+1: both idempotent, strictly increasing per source.
+        version = 2 * run_seq + (1 if status == COMMITTED else 0)
+        storage.append_idempotent(df, INGEST_FILE_LOG, self.log_path, f"adlake-ingest-log-{self.source}", version)
+
+    def _execute(self, run_seq: int, files: list[str], ingested_at: datetime, mode: str) -> RunResult:
+        started = time.monotonic()
+        corrupt: dict[str, str] = {}
+        while True:
+            readable = [f for f in files if f not in corrupt]
+            parsed = self._parse(readable, corrupt).transform(
+                bronze.with_ingest_metadata(ingested_at, run_seq)
+            )
+            parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                # One pass that both materializes the cache and proves every file readable.
+                per_file = (
+                    parsed.groupBy(schemas.SOURCE_FILE)
+                    .agg(
+                        F.count_if(F.col(bronze.REJECT_REASON).isNull()).alias("good"),
+                        F.count_if(F.col(bronze.REJECT_REASON).isNotNull()).alias("bad"),
+                    )
+                    .collect()
+                )
+                break
+            except Exception as exc:
+                parsed.unpersist()
+                blamed = _blamed_file(exc, readable)
+                if blamed is None:
+                    raise CorruptFileNotIdentifiedError(
+                        f"{self.source} run {run_seq}: read failed: {_first_line(exc)}"
+                    ) from exc
+                corrupt[blamed] = _first_line(exc)
+                log.warning("%s run %d: quarantining unreadable file %s", self.source, run_seq, blamed)
+        try:
+            counts = {r[schemas.SOURCE_FILE]: (int(r["good"]), int(r["bad"])) for r in per_file}
+            storage.append_idempotent(
+                parsed.transform(bronze.bronze_rows), self.spec, self.bronze_path, self.app_id, run_seq
+            )
+            storage.append_idempotent(
+                parsed.transform(bronze.quarantine_rows(self.source)),
+                BRONZE_QUARANTINE,
+                self.quarantine_path,
+                self.app_id,
+                run_seq,
+            )
+        finally:
+            parsed.unpersist()
+        for path in files:
+            counts.setdefault(path, (0, 0))
+        good = sum(c[0] for c in counts.values())
+        bad = sum(c[1] for c in counts.values())
+        self._write_log(run_seq, files, COMMITTED, mode, ingested_at, counts)
+        result = RunResult(
+            self.source, run_seq, mode, len(files), good, bad, len(corrupt), time.monotonic() - started
+        )
+        log.info(
+            "%s run %d (%s): files=%d bronze_rows=%d quarantined=%d corrupt_files=%d in %.1fs",
+            self.source, run_seq, mode, result.files, good, bad, len(corrupt), result.seconds,
+        )
+        return result
+
+    # -- readers (I/O) ----------------------------------------------------------------------
+    def _parse(self, files: list[str], corrupt: dict[str, str]) -> DataFrame:
+        """Read and parse the files; unreadable ones become one corrupt_file reject row each."""
+        parts: list[DataFrame] = []
+        if files:
+            if self.source == "impressions":
+                parts.append(self._read_text(files, whole=False).transform(
+                    bronze.parse_json_lines(schemas.IMPRESSION_FIELDS)))
+            elif self.source == "clicks_conversions":
+                parts.append(self._read_text(files, whole=True).transform(
+                    bronze.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS)))
+            else:
+                parts.extend(self._read_avro(files, corrupt))
+        if corrupt:
+            corrupt_df = self.spark.createDataFrame(sorted(corrupt.items()), bronze.CORRUPT_FILE_SCHEMA)
+            parts.append(bronze.corrupt_file_rows(corrupt_df))
+        if not parts:
+            return self._empty_parsed()
+        columns = parts[0].columns
+        result = parts[0]
+        for part in parts[1:]:
+            result = result.unionByName(part.select(*[c for c in columns if c in part.columns]),
+                                        allowMissingColumns=True)
+        return result
+
+    def _read_text(self, files: list[str], whole: bool) -> DataFrame:
+        return (
+            self.spark.read.text(files, wholetext=whole)
+            .select("value", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE))
+        )
+
+    def _read_avro(self, files: list[str], corrupt: dict[str, str]) -> list[DataFrame]:
+        """Read Avro files grouped by writer schema, so drifted fields reach `_rescued_data`."""
+        groups: dict[str, list[str]] = {}
+        for path in files:
+            if path in corrupt:
+                continue
+            try:
+                groups.setdefault(self._avro_writer_schema(path), []).append(path)
+            except Exception as exc:  # unreadable header: the whole file is corrupt
+                corrupt[path] = f"cannot read Avro header: {_first_line(exc)}"
+        return [
+            self.spark.read.format("avro")
+            .option("avroSchema", writer_schema)
+            .load(paths)
+            .select("*", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE))
+            .transform(bronze.project_bid_requests)
+            for writer_schema, paths in sorted(groups.items())
+        ]
+
+    def _avro_writer_schema(self, path: str) -> str:
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        conf = self.spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        reader = jvm.org.apache.avro.file.DataFileReader.openReader(
+            jvm.org.apache.avro.mapred.FsInput(jvm.org.apache.hadoop.fs.Path(path), conf),
+            jvm.org.apache.avro.generic.GenericDatumReader(),
+        )
+        try:
+            return str(reader.getSchema().toString())
+        finally:
+            reader.close()
+
+    def _empty_parsed(self) -> DataFrame:
+        fields = [f for f in self.spec.schema.fields if f.name not in (
+            schemas.INGESTED_AT, schemas.INGESTION_DATE, schemas.RUN_SEQ)]
+        extra = [StructField(bronze.RAW_RECORD, StringType()), StructField(bronze.REJECT_REASON, StringType()),
+                 StructField(bronze.REJECT_DETAIL, StringType())]
+        return self.spark.createDataFrame([], StructType(fields + extra))
+
+
+def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> list[RunResult]:
+    """Batch-ingest each source in turn."""
+    results: list[RunResult] = []
+    for source in sources:
+        results.extend(BronzeIngestor(spark, cfg, source).run_batch())
+    return results
+
+
+class _StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the driver loop polls, so a batch is never cut mid-write."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    def install(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.warning("signal %d received: stopping streams after the running micro-batch", signum)
+            self.requested.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:
+    """Run one streaming query per source until they finish (available-now) or SIGTERM arrives."""
+    stop = _StopSignal()
+    stop.install()
+    queries = [BronzeIngestor(spark, cfg, source).start_stream(trigger) for source in sources]
+    try:
+        while any(q.isActive for q in queries):
+            if stop.requested.is_set():
+                _stop_gracefully(queries, cfg.stream.stop_timeout_seconds)
+                break
+            for q in queries:
+                q.awaitTermination(0.5)
+    finally:
+        for q in queries:
+            if q.isActive:
+                q.stop()
+    for q in queries:
+        error = q.exception()
+        if error is not None:
+            raise RuntimeError(f"stream {q.name} failed: {error}")
+
+
+def _stop_gracefully(queries: list[StreamingQuery], timeout_seconds: int) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    for q in queries:
+        while q.isActive and q.status.get("isTriggerActive") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        q.stop()
+        log.info("stream %s stopped (last progress: %s)", q.name, json.dumps(q.lastProgress or {}, default=str)[:300])

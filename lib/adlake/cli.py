@@ -1,0 +1,53 @@
+"""Shared plumbing of the `jobs/*.py` entry points: arguments, logging, config, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, load_config
+
+log = logging.getLogger("adlake")
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with the flags every job takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--config", default=str(DEFAULT_CONFIG), help="YAML config file (default: conf/local.yaml)"
+    )
+    parser.add_argument("--log-level", default="INFO", help="Python log level (default: INFO)")
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    """stdlib logging to stderr with timestamps; Spark's own log4j output stays separate."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def run_job(name: str, args: argparse.Namespace, body: Callable[[AppConfig], None]) -> int:
+    """Load the config, run the job body, and map failures to a non-zero exit code."""
+    configure_logging(args.log_level)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        log.error("%s: bad configuration: %s", name, exc)
+        return 2
+    try:
+        body(cfg)
+    except Exception:
+        log.exception("%s failed", name)
+        return 1
+    return 0
+
+
+def exit_with(code: int) -> None:
+    """Flush logs and exit; a separate function so tests can call `main()` without exiting."""
+    logging.shutdown()
+    sys.exit(code)

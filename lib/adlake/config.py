@@ -1,0 +1,258 @@
+"""Typed configuration loaded once from `conf/<env>.yaml` and validated with errors naming the key."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SOURCES: tuple[str, ...] = ("impressions", "clicks_conversions", "bid_requests")
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(ms|s|sec|seconds?|m|min|minutes?|h|hours?)\s*$")
+
+
+class ConfigError(ValueError):
+    """A configuration key is missing, unknown or has a bad value; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config key '{key}': {problem}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Root locations; local paths are made absolute so Spark and subprocesses agree."""
+
+    landing: str
+    lakehouse: str
+    checkpoints: str
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """Session settings applied by the one SparkSession factory."""
+
+    app_name: str
+    master: str | None
+    conf: dict[str, str]
+    log_level: str
+
+
+@dataclass(frozen=True)
+class JvmSettings:
+    """Maven coordinates passed as spark.jars.packages, resolved once at set-up."""
+
+    packages: tuple[str, ...]
+    excludes: tuple[str, ...]
+    ivy_dir: str | None
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Per-source landing options."""
+
+    name: str
+    path_glob: str
+    max_files_per_trigger: int
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """Defaults for `--mode stream`."""
+
+    trigger: str
+    max_file_age: str
+    stop_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole validated configuration of one environment."""
+
+    env: str
+    paths: Paths
+    spark: SparkSettings
+    jvm: JvmSettings
+    sources: dict[str, SourceOptions]
+    stream: StreamSettings
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def table_path(self, relative: str) -> str:
+        """Absolute location of a lakehouse table such as `bronze/impressions`."""
+        return join_path(self.paths.lakehouse, relative)
+
+    def checkpoint_path(self, relative: str) -> str:
+        """Absolute location of a streaming checkpoint."""
+        return join_path(self.paths.checkpoints, relative)
+
+    def landing_path(self, relative: str) -> str:
+        """Absolute location under the landing directory."""
+        return join_path(self.paths.landing, relative)
+
+
+def join_path(root: str, relative: str) -> str:
+    """Join without `os.path` so URIs such as `s3a://bucket/x` keep their scheme."""
+    return root.rstrip("/") + "/" + relative.lstrip("/")
+
+
+def _is_uri(value: str) -> bool:
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value))
+
+
+def _resolve_path(value: str, base: Path) -> str:
+    if _is_uri(value):
+        return value
+    expanded = Path(os.path.expandvars(os.path.expanduser(value)))
+    return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
+
+
+class _Section:
+    """Reads one mapping, remembering which keys were consumed so leftovers can be rejected."""
+
+    def __init__(self, data: Any, prefix: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(prefix or "<root>", f"must be a mapping, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+        self.prefix = prefix
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., *, nullable: bool = False) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        value = self.data[name]
+        if value is None and nullable:
+            return None
+        # bool is an int subclass; a YAML `yes` must not pass as a number.
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got {value!r}")
+        return value
+
+    def section(self, name: str, *, required: bool = True) -> _Section:
+        self.seen.add(name)
+        if name not in self.data and required:
+            raise ConfigError(self.key(name), "is required")
+        return _Section(self.data.get(name), self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown key")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def parse_trigger(value: str, key: str = "stream.trigger") -> str:
+    """Validate a trigger: `available-now` or an interval such as `10s` / `1 minute`."""
+    if value == "available-now" or _INTERVAL.match(value):
+        return value
+    raise ConfigError(key, f"expected 'available-now' or an interval like '10s', got {value!r}")
+
+
+def _positive_int(section: _Section, name: str, default: int) -> int:
+    value: int = section.get(name, int, default)
+    if value <= 0:
+        raise ConfigError(section.key(name), f"must be a positive integer, got {value}")
+    return value
+
+
+def parse_config(data: Any, base_dir: Path) -> AppConfig:
+    """Validate a loaded YAML document into an AppConfig; relative paths resolve against base_dir."""
+    root = _Section(data, "")
+    env = root.get("env", str)
+
+    p = root.section("paths")
+    paths = Paths(
+        landing=_resolve_path(p.get("landing", str), base_dir),
+        lakehouse=_resolve_path(p.get("lakehouse", str), base_dir),
+        checkpoints=_resolve_path(p.get("checkpoints", str), base_dir),
+    )
+    p.done()
+
+    s = root.section("spark")
+    conf_section = s.get("conf", dict, {})
+    spark_conf: dict[str, str] = {}
+    for k, v in conf_section.items():
+        if not isinstance(v, (str, int, float, bool)):
+            raise ConfigError(f"spark.conf.{k}", f"expected a scalar, got {v!r}")
+        spark_conf[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+    log_level = s.get("log_level", str, "WARN").upper()
+    if log_level not in {"ALL", "DEBUG", "ERROR", "FATAL", "INFO", "OFF", "TRACE", "WARN"}:
+        raise ConfigError("spark.log_level", f"unknown log level {log_level!r}")
+    spark = SparkSettings(
+        app_name=s.get("app_name", str, "adlake"),
+        master=s.get("master", str, None, nullable=True),
+        conf=spark_conf,
+        log_level=log_level,
+    )
+    s.done()
+
+    j = root.section("jvm")
+    packages = j.get("packages", list)
+    excludes = j.get("excludes", list, [])
+    for key, items in (("jvm.packages", packages), ("jvm.excludes", excludes)):
+        for item in items:
+            parts = item.split(":") if isinstance(item, str) else []
+            want = 3 if key == "jvm.packages" else 2
+            if len(parts) != want or not all(parts):
+                raise ConfigError(key, f"bad Maven coordinate {item!r}")
+    ivy_dir = j.get("ivy_dir", str, None, nullable=True)
+    jvm = JvmSettings(
+        packages=tuple(packages),
+        excludes=tuple(excludes),
+        ivy_dir=_resolve_path(ivy_dir, base_dir) if ivy_dir else None,
+    )
+    j.done()
+
+    src = root.section("sources")
+    sources: dict[str, SourceOptions] = {}
+    for name in SOURCES:
+        one = src.section(name)
+        sources[name] = SourceOptions(
+            name=name,
+            path_glob=one.get("path_glob", str),
+            max_files_per_trigger=_positive_int(one, "max_files_per_trigger", 100),
+        )
+        one.done()
+    src.done()
+
+    st = root.section("stream", required=False)
+    stream = StreamSettings(
+        trigger=parse_trigger(st.get("trigger", str, "available-now")),
+        max_file_age=st.get("max_file_age", str, "3650d"),
+        stop_timeout_seconds=_positive_int(st, "stop_timeout_seconds", 120),
+    )
+    st.done()
+
+    root.done()
+    return AppConfig(env=env, paths=paths, spark=spark, jvm=jvm, sources=sources, stream=stream, raw=data)
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Load and validate a YAML config; relative paths resolve against the current directory."""
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {config_path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"{config_path} is not valid YAML: {exc}") from exc
+    return parse_config(data, Path.cwd())

@@ -1,0 +1,218 @@
+"""Field contracts of the three landing sources and the explicit schemas of the bronze tables.
+
+Bronze stores every contract field as a string ("typed leniently"): the case study mixes
+integer and string ids and several timestamp formats, and a value that does not fit a
+stricter type must never be nulled away before silver can quarantine it with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql.types import (
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+    DateType,
+)
+
+# Kinds drive the bronze "wrong_type" check: ids are scalar tokens, numbers are numeric
+# literals, timestamps and text are any scalar (their formats are checked in silver).
+ID = "id"
+NUMBER = "number"
+TIMESTAMP = "timestamp"
+TEXT = "text"
+
+
+@dataclass(frozen=True)
+class SourceField:
+    """One landing field: its name in the file, its kind, and whether the contract requires it."""
+
+    name: str
+    kind: str
+    required: bool = False
+
+
+IMPRESSION_FIELDS: tuple[SourceField, ...] = (
+    SourceField("impression_id", ID),
+    SourceField("creative_id", ID, required=True),
+    SourceField("user_id", ID, required=True),
+    SourceField("timestamp", TIMESTAMP, required=True),
+    SourceField("website", TEXT, required=True),
+    SourceField("auction_id", ID),
+    SourceField("campaign_id", ID),
+    SourceField("cost", NUMBER),
+    SourceField("device_type", TEXT),
+    SourceField("os", TEXT),
+    SourceField("browser", TEXT),
+    SourceField("country", TEXT),
+    SourceField("region", TEXT),
+)
+
+CLICK_CONVERSION_FIELDS: tuple[SourceField, ...] = (
+    SourceField("event_id", ID),
+    SourceField("timestamp", TIMESTAMP, required=True),
+    SourceField("user_id", ID, required=True),
+    SourceField("campaign_id", ID, required=True),
+    SourceField("creative_id", ID),
+    SourceField("conversion_type", TEXT, required=True),
+    SourceField("revenue", NUMBER),
+)
+
+# Bid requests are nested; bronze keeps the nesting and flattens nothing.
+BID_REQUEST_FIELDS: dict[str, tuple[SourceField, ...]] = {
+    "": (SourceField("request_id", ID), SourceField("timestamp", TIMESTAMP)),
+    "user_info": (SourceField("user_id", ID, required=True), SourceField("location", TEXT)),
+    "auction_details": (
+        SourceField("auction_id", ID, required=True),
+        SourceField("bid_amount", NUMBER, required=True),
+    ),
+    "ad_targeting": (SourceField("creative_id", ID, required=True), SourceField("website", TEXT)),
+    "device": (SourceField("device_type", TEXT), SourceField("os", TEXT)),
+}
+
+CREATIVE_COLUMNS: tuple[str, ...] = (
+    "creative_id",
+    "campaign_id",
+    "advertiser_id",
+    "creative_name",
+    "ad_format",
+)
+
+# The Avro contract of bid requests. bid_amount is a CPM price, as in OpenRTB.
+# The generator writes with it; bronze uses each file's own writer schema (so drifted
+# fields are rescued) and projects onto the fields below.
+BID_REQUEST_AVRO_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "BidRequest",
+    "namespace": "com.advertisex.rtb",
+    "fields": [
+        {"name": "request_id", "type": ["null", "string"], "default": None},
+        {
+            "name": "timestamp",
+            "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}],
+            "default": None,
+        },
+        {
+            "name": "user_info",
+            "type": {
+                "type": "record",
+                "name": "UserInfo",
+                "fields": [
+                    {"name": "user_id", "type": "long"},
+                    {"name": "location", "type": ["null", "string"], "default": None},
+                ],
+            },
+        },
+        {
+            "name": "auction_details",
+            "type": {
+                "type": "record",
+                "name": "AuctionDetails",
+                "fields": [
+                    {"name": "auction_id", "type": "long"},
+                    {"name": "bid_amount", "type": "double"},
+                ],
+            },
+        },
+        {
+            "name": "ad_targeting",
+            "type": {
+                "type": "record",
+                "name": "AdTargeting",
+                "fields": [
+                    {"name": "creative_id", "type": "long"},
+                    {"name": "website", "type": ["null", "string"], "default": None},
+                ],
+            },
+        },
+        {
+            "name": "device",
+            "type": [
+                "null",
+                {
+                    "type": "record",
+                    "name": "Device",
+                    "fields": [
+                        {"name": "device_type", "type": ["null", "string"], "default": None},
+                        {"name": "os", "type": ["null", "string"], "default": None},
+                    ],
+                },
+            ],
+            "default": None,
+        },
+    ],
+}
+
+
+def bid_request_avro_schema_json() -> str:
+    """The bid-request Avro contract as the JSON text Spark's `avroSchema` option takes."""
+    return json.dumps(BID_REQUEST_AVRO_SCHEMA)
+
+
+# Metadata columns every bronze table carries (names are part of the table contract).
+INGESTED_AT = "_ingested_at"
+INGESTION_DATE = "_ingestion_date"
+SOURCE_FILE = "_source_file"
+RESCUED_DATA = "_rescued_data"
+RUN_SEQ = "_run_seq"
+
+_METADATA_FIELDS: tuple[StructField, ...] = (
+    StructField(RESCUED_DATA, StringType(), True),
+    StructField(SOURCE_FILE, StringType(), False),
+    StructField(INGESTED_AT, TimestampType(), False),
+    StructField(RUN_SEQ, LongType(), False),
+    StructField(INGESTION_DATE, DateType(), False),
+)
+
+
+def _string_fields(fields: tuple[SourceField, ...]) -> list[StructField]:
+    return [StructField(f.name, StringType(), True) for f in fields]
+
+
+def flat_bronze_schema(fields: tuple[SourceField, ...]) -> StructType:
+    """Bronze schema of a flat source: every contract field as a string plus metadata."""
+    return StructType(_string_fields(fields) + list(_METADATA_FIELDS))
+
+
+BRONZE_IMPRESSIONS_SCHEMA = flat_bronze_schema(IMPRESSION_FIELDS)
+BRONZE_CLICKS_CONVERSIONS_SCHEMA = flat_bronze_schema(CLICK_CONVERSION_FIELDS)
+BRONZE_BID_REQUESTS_SCHEMA = StructType(
+    _string_fields(BID_REQUEST_FIELDS[""])
+    + [
+        StructField(group, StructType(_string_fields(fields)), True)
+        for group, fields in BID_REQUEST_FIELDS.items()
+        if group
+    ]
+    + list(_METADATA_FIELDS)
+)
+
+BRONZE_QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField("raw_record", StringType(), True),
+        StructField(SOURCE_FILE, StringType(), False),
+        StructField("reason", StringType(), False),
+        StructField("detail", StringType(), True),
+        StructField(INGESTED_AT, TimestampType(), False),
+        StructField(RUN_SEQ, LongType(), False),
+        StructField(INGESTION_DATE, DateType(), False),
+    ]
+)
+
+INGEST_FILE_LOG_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField("run_seq", LongType(), False),
+        StructField("file_path", StringType(), False),
+        StructField("status", StringType(), False),
+        StructField("mode", StringType(), False),
+        StructField("bronze_rows", LongType(), True),
+        StructField("quarantined_rows", LongType(), True),
+        StructField("logged_at", TimestampType(), False),
+    ]
+)

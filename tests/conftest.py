@@ -1,0 +1,75 @@
+"""One local SparkSession for the whole suite, built by the project's own factory."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pyspark.sql import SparkSession
+
+from adlake.config import DEFAULT_CONFIG, AppConfig, parse_config
+from adlake.session import build_spark
+
+TEST_SPARK_CONF = {
+    "spark.master": "local[2]",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "2g",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+}
+
+
+def base_config_dict() -> dict[str, Any]:
+    """The embedded default config as a mutable dict."""
+    data: dict[str, Any] = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    return copy.deepcopy(data)
+
+
+def config_dict_for(root: Path, **overrides: Any) -> dict[str, Any]:
+    """conf/local.yaml as a dict with every path under `root` and dotted-key overrides applied."""
+    data = base_config_dict()
+    data["paths"] = {
+        "landing": str(root / "landing"),
+        "lakehouse": str(root / "lakehouse"),
+        "checkpoints": str(root / "checkpoints"),
+    }
+    data["spark"]["conf"].update(TEST_SPARK_CONF)
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return data
+
+
+def config_for(root: Path, **overrides: Any) -> AppConfig:
+    """conf/local.yaml with every path under `root` (one fresh lakehouse per test)."""
+    return parse_config(config_dict_for(root, **overrides), root)
+
+
+def write_config(root: Path, **overrides: Any) -> Path:
+    """The same config written as YAML, for jobs started as subprocesses."""
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config_dict_for(root, **overrides)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+    cfg = config_for(tmp_path_factory.mktemp("session"))
+    session = build_spark(cfg, TEST_SPARK_CONF)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> AppConfig:
+    return config_for(tmp_path)

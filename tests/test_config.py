@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adlake.config import ConfigError, load_config, parse_config, parse_trigger
+from tests.conftest import base_config_dict
+
+
+def test_default_config_loads_with_absolute_local_paths() -> None:
+    cfg = load_config()
+    assert cfg.env == "local"
+    assert Path(cfg.paths.lakehouse).is_absolute()
+    assert cfg.table_path("bronze/impressions") == cfg.paths.lakehouse + "/bronze/impressions"
+    assert cfg.sources["bid_requests"].path_glob == "*.avro"
+    assert "io.delta:delta-spark_4.2_2.13:4.4.0" in cfg.jvm.packages
+
+
+def test_uri_paths_keep_their_scheme(tmp_path: Path) -> None:
+    data = base_config_dict()
+    data["paths"]["lakehouse"] = "s3a://bucket/lake/"
+    cfg = parse_config(data, tmp_path)
+    assert cfg.table_path("bronze/quarantine") == "s3a://bucket/lake/bronze/quarantine"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda d: d["paths"].update(landng="x"), "paths.landng"),
+        (lambda d: d.update(extra=1), "extra"),
+        (lambda d: d["paths"].pop("checkpoints"), "paths.checkpoints"),
+        (lambda d: d["sources"]["impressions"].update(max_files_per_trigger=0), "sources.impressions.max_files_per_trigger"),
+        (lambda d: d["sources"]["impressions"].update(max_files_per_trigger="10"), "sources.impressions.max_files_per_trigger"),
+        (lambda d: d["sources"].pop("bid_requests"), "sources.bid_requests"),
+        (lambda d: d["jvm"].update(packages=["io.delta:delta-spark"]), "jvm.packages"),
+        (lambda d: d["stream"].update(trigger="soon"), "stream.trigger"),
+        (lambda d: d["spark"].update(log_level="LOUD"), "spark.log_level"),
+        (lambda d: d["spark"]["conf"].update({"spark.x": [1]}), "spark.conf.spark.x"),
+    ],
+)
+def test_bad_config_fails_naming_the_key(mutate: Any, key: str, tmp_path: Path) -> None:
+    data = base_config_dict()
+    mutate(data)
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, tmp_path)
+    assert err.value.key == key
+    assert f"'{key}'" in str(err.value)
+
+
+def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("paths: [unclosed", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("value", ["available-now", "10s", "1 minute", "500ms", "2h"])
+def test_valid_triggers(value: str) -> None:
+    assert parse_trigger(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "now", "10", "ten seconds", "-5s"])
+def test_invalid_triggers(value: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_trigger(value)
