@@ -1,4 +1,4 @@
-"""End-to-end pipeline on one SparkSession: bronze ingestion (batch), then a summary of every table.
+"""End-to-end pipeline on one SparkSession: bronze ingestion, silver, then a summary of every table.
 
     scripts/spark_submit.sh jobs/run_pipeline.py
 """
@@ -9,14 +9,14 @@ import argparse
 import logging
 import sys
 
-from adlake.bronze_ingest import run_batch
+from adlake import bronze_ingest, silver_run
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
 from adlake.session import build_spark
 from adlake.summary import format_counts, table_counts
 
 log = logging.getLogger("adlake.jobs.run_pipeline")
-STAGES = ("bronze",)
+STAGES = ("bronze", "silver")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,11 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     def body(cfg: AppConfig) -> None:
         spark = build_spark(cfg)
         if "bronze" in stages:
-            for r in run_batch(spark, cfg, SOURCES):
+            for r in bronze_ingest.run_batch(spark, cfg, SOURCES):
                 log.info(
                     "bronze %s run %d: %d files, %d rows, %d quarantined (%d corrupt files), %.1fs",
                     r.source, r.run_seq, r.files, r.bronze_rows, r.quarantined_rows,
                     r.corrupt_files, r.seconds,
+                )
+        if "silver" in stages:
+            for a in silver_run.run_batch(spark, cfg, SOURCES):
+                log.info(
+                    "silver %s: in=%d written=%d quarantined=%d duplicates=%d late=%d",
+                    a.source, a.rows_in, a.rows_written, a.quarantined, a.duplicates, a.late_rows,
                 )
         print("\nAdLake tables (" + cfg.paths.lakehouse + ")")
         print(format_counts(table_counts(spark, cfg)))

@@ -11,16 +11,13 @@ whether they are ingested, so mixing batch and stream runs never ingests a file 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import signal
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from types import FrameType
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -37,6 +34,7 @@ from pyspark.sql.types import (
 
 from adlake import bronze, schemas, storage
 from adlake.config import AppConfig
+from adlake.streams import stop_on_signals, trigger_options, wait_for_queries
 from adlake.tables import BRONZE_BY_SOURCE, BRONZE_QUARANTINE, INGEST_FILE_LOG
 
 log = logging.getLogger(__name__)
@@ -82,11 +80,11 @@ def _bare(path: str) -> str:
 
 
 def _blamed_file(error: Exception, files: Iterable[str]) -> str | None:
-    text = _bare_text = str(error)
-    _bare_text = re.sub(r"[a-zA-Z][a-zA-Z0-9+.-]*:/+", "", text)
+    """The input file Spark's error names (FAILED_READ_FILE carries the path), if any."""
+    bare_text = re.sub(r"[a-zA-Z][a-zA-Z0-9+.-]*:/+", "", str(error))
     # Longest first so that `a.avro` never matches inside `aa.avro`'s message.
     for path in sorted(files, key=len, reverse=True):
-        if _bare(path) in _bare_text:
+        if _bare(path) in bare_text:
             return path
     return None
 
@@ -156,11 +154,7 @@ class BronzeIngestor:
             .queryName(f"bronze_{self.source}")
             .option("checkpointLocation", self.cfg.checkpoint_path(f"bronze/{self.source}"))
         )
-        if trigger == "available-now":
-            writer = writer.trigger(availableNow=True)
-        else:
-            writer = writer.trigger(processingTime=trigger)
-        return writer.start()
+        return writer.trigger(**trigger_options(trigger)).start()  # type: ignore[arg-type]
 
     # -- the write-ahead protocol ---------------------------------------------------------
     def ingest_files(self, candidates: DataFrame, mode: str) -> list[RunResult]:
@@ -377,47 +371,8 @@ def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> li
     return results
 
 
-class _StopSignal:
-    """Turns SIGTERM/SIGINT into a flag the driver loop polls, so a batch is never cut mid-write."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-
-    def install(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            log.warning("signal %d received: stopping streams after the running micro-batch", signum)
-            self.requested.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-
-
 def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:
     """Run one streaming query per source until they finish (available-now) or SIGTERM arrives."""
-    stop = _StopSignal()
-    stop.install()
+    stop = stop_on_signals()
     queries = [BronzeIngestor(spark, cfg, source).start_stream(trigger) for source in sources]
-    try:
-        while any(q.isActive for q in queries):
-            if stop.requested.is_set():
-                _stop_gracefully(queries, cfg.stream.stop_timeout_seconds)
-                break
-            for q in queries:
-                q.awaitTermination(0.5)
-    finally:
-        for q in queries:
-            if q.isActive:
-                q.stop()
-    for q in queries:
-        error = q.exception()
-        if error is not None:
-            raise RuntimeError(f"stream {q.name} failed: {error}")
-
-
-def _stop_gracefully(queries: list[StreamingQuery], timeout_seconds: int) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    for q in queries:
-        while q.isActive and q.status.get("isTriggerActive") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        q.stop()
-        log.info("stream %s stopped (last progress: %s)", q.name, json.dumps(q.lastProgress or {}, default=str)[:300])
+    wait_for_queries(queries, stop, cfg.stream.stop_timeout_seconds)

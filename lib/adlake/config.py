@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SOURCES: tuple[str, ...] = ("impressions", "clicks_conversions", "bid_requests")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 _INTERVAL = re.compile(r"^\s*(\d+)\s*(ms|s|sec|seconds?|m|min|minutes?|h|hours?)\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)\s*$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class ConfigError(ValueError):
@@ -70,6 +73,15 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
+class SilverSettings:
+    """Silver standardization, lateness and the validation rules (parsed `adlake.silver.Rule`s)."""
+
+    source_timezone: str
+    late_after_seconds: int
+    rules: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole validated configuration of one environment."""
 
@@ -79,6 +91,7 @@ class AppConfig:
     jvm: JvmSettings
     sources: dict[str, SourceOptions]
     stream: StreamSettings
+    silver: SilverSettings
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def table_path(self, relative: str) -> str:
@@ -165,6 +178,22 @@ def parse_trigger(value: str, key: str = "stream.trigger") -> str:
     raise ConfigError(key, f"expected 'available-now' or an interval like '10s', got {value!r}")
 
 
+def parse_duration(value: str, key: str) -> int:
+    """Seconds in a duration such as `90s`, `10 minutes`, `2 hours`, `1 day`."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ConfigError(key, f"expected a duration like '2 hours', got {value!r}")
+    return int(match.group(1)) * _SECONDS[match.group(2)[0]]
+
+
+def _time_zone(value: str, key: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(key, f"unknown time zone {value!r}") from exc
+    return value
+
+
 def _positive_int(section: _Section, name: str, default: int) -> int:
     value: int = section.get(name, int, default)
     if value <= 0:
@@ -240,8 +269,21 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
     )
     st.done()
 
+    from adlake.silver import parse_rules  # local: silver imports ConfigError from here
+
+    sv = root.section("silver")
+    silver = SilverSettings(
+        source_timezone=_time_zone(sv.get("source_timezone", str, "UTC"), "silver.source_timezone"),
+        late_after_seconds=parse_duration(sv.get("late_after", str, "1 day"), "silver.late_after"),
+        rules=parse_rules(sv.get("rules", list), "silver.rules"),
+    )
+    sv.done()
+
     root.done()
-    return AppConfig(env=env, paths=paths, spark=spark, jvm=jvm, sources=sources, stream=stream, raw=data)
+    return AppConfig(
+        env=env, paths=paths, spark=spark, jvm=jvm, sources=sources, stream=stream,
+        silver=silver, raw=data,
+    )
 
 
 def load_config(path: str | Path | None = None) -> AppConfig:

@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql.types import (
+    ArrayType,
+    DateType,
+    DecimalType,
+    IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
     TimestampType,
-    DateType,
 )
 
 # Kinds drive the bronze "wrong_type" check: ids are scalar tokens, numbers are numeric
@@ -214,5 +218,90 @@ INGEST_FILE_LOG_SCHEMA = StructType(
         StructField("bronze_rows", LongType(), True),
         StructField("quarantined_rows", LongType(), True),
         StructField("logged_at", TimestampType(), False),
+    ]
+)
+
+
+# ---------------------------------------------------------------------------------- silver
+def _fields(spec: str) -> list[StructField]:
+    """`name:type` pairs -> nullable fields; keeps the silver schemas readable in one place."""
+    types: dict[str, Any] = {
+        "string": StringType(),
+        "timestamp": TimestampType(),
+        "date": DateType(),
+        "int": IntegerType(),
+        "long": LongType(),
+        "money": DecimalType(18, 6),
+    }
+    out = []
+    for item in spec.split():
+        name, type_name = item.split(":")
+        out.append(StructField(name, types[type_name], True))
+    return out
+
+
+SILVER_LINEAGE = "_source_file:string _bronze_ingested_at:timestamp _rescued_data:string"
+SILVER_EVENT = "event_ts:timestamp event_date:date event_hour:int"
+
+SILVER_IMPRESSIONS_SCHEMA = StructType(
+    _fields(
+        f"impression_id:string {SILVER_EVENT} user_id:string creative_id:string "
+        "campaign_id:string advertiser_id:string website:string auction_id:string cost:money "
+        f"device_type:string os:string browser:string country:string region:string {SILVER_LINEAGE}"
+    )
+)
+SILVER_CLICKS_SCHEMA = StructType(
+    _fields(
+        f"event_id:string {SILVER_EVENT} user_id:string campaign_id:string creative_id:string "
+        f"conversion_type:string {SILVER_LINEAGE}"
+    )
+)
+SILVER_CONVERSIONS_SCHEMA = StructType(
+    _fields(
+        f"event_id:string {SILVER_EVENT} user_id:string campaign_id:string creative_id:string "
+        f"conversion_type:string revenue:money {SILVER_LINEAGE}"
+    )
+)
+SILVER_BID_REQUESTS_SCHEMA = StructType(
+    _fields(
+        f"request_id:string auction_id:string {SILVER_EVENT} user_id:string country:string "
+        "bid_amount:money creative_id:string campaign_id:string advertiser_id:string "
+        f"website:string device_type:string os:string {SILVER_LINEAGE}"
+    )
+)
+SILVER_CREATIVES_SCHEMA = StructType(
+    _fields(
+        "creative_id:string campaign_id:string advertiser_id:string creative_name:string "
+        "ad_format:string _source_file:string _loaded_at:timestamp"
+    )
+)
+SILVER_QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField("record", StringType(), True),
+        StructField("failed_rules", ArrayType(StringType(), True), False),
+        StructField("run_id", StringType(), False),
+        StructField("batch_id", LongType(), False),
+        StructField("quarantined_at", TimestampType(), False),
+        StructField(SOURCE_FILE, StringType(), True),
+        StructField("_record_key", StringType(), False),
+    ]
+)
+BATCH_AUDIT_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("job", StringType(), False),
+        StructField("source", StringType(), False),
+        StructField("mode", StringType(), False),
+        StructField("batch_id", LongType(), False),
+        *_fields(
+            "rows_in:long rows_written:long quarantined:long duplicates:long late_rows:long "
+            "warned_rows:long unknown_countries:long"
+        ),
+        StructField("rule_counts", MapType(StringType(), LongType()), True),
+        *_fields(
+            "bronze_run_seq_min:long bronze_run_seq_max:long max_event_ts:timestamp "
+            "started_at:timestamp ended_at:timestamp"
+        ),
     ]
 )

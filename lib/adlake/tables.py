@@ -70,3 +70,68 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_QUARANTINE,
     INGEST_FILE_LOG,
 )
+
+SILVER_IMPRESSIONS = TableSpec(
+    name="silver.impressions",
+    relative_path="silver/impressions",
+    schema=schemas.SILVER_IMPRESSIONS_SCHEMA,
+    partition_by=("event_date",),
+    keys=("impression_id",),
+    description="Validated, standardized, enriched, deduplicated impressions.",
+)
+SILVER_CLICKS = TableSpec(
+    name="silver.clicks",
+    relative_path="silver/clicks",
+    schema=schemas.SILVER_CLICKS_SCHEMA,
+    partition_by=("event_date",),
+    keys=("event_id",),
+    description="Clicks: the conversion_type = 'click' rows of the CSV source.",
+)
+SILVER_CONVERSIONS = TableSpec(
+    name="silver.conversions",
+    relative_path="silver/conversions",
+    schema=schemas.SILVER_CONVERSIONS_SCHEMA,
+    partition_by=("event_date",),
+    keys=("event_id",),
+    description="Conversions: every other row of the CSV source, with revenue.",
+)
+SILVER_BID_REQUESTS = TableSpec(
+    name="silver.bid_requests",
+    relative_path="silver/bid_requests",
+    schema=schemas.SILVER_BID_REQUESTS_SCHEMA,
+    partition_by=("event_date",),
+    keys=("request_id",),
+    description="Flattened bid requests with ISO alpha-2 country and CPM bid as decimal.",
+)
+SILVER_CREATIVES = TableSpec(
+    name="silver.creatives",
+    relative_path="silver/creatives",
+    schema=schemas.SILVER_CREATIVES_SCHEMA,
+    keys=("creative_id",),
+    description="creative -> campaign -> advertiser, replaced from landing/reference each run.",
+)
+SILVER_QUARANTINE = TableSpec(
+    name="silver.quarantine",
+    relative_path="silver/quarantine",
+    schema=schemas.SILVER_QUARANTINE_SCHEMA,
+    keys=("_record_key",),
+    description="Rows silver rejected: the bronze record as JSON and every rule it failed.",
+)
+BATCH_AUDIT = TableSpec(
+    name="ops.batch_audit",
+    relative_path="ops/batch_audit",
+    schema=schemas.BATCH_AUDIT_SCHEMA,
+    keys=("run_id", "job", "source", "batch_id"),
+    description="One row per job run (or micro-batch) and source; rows_in = written + quarantined + duplicates.",
+)
+
+ALL_TABLES = (
+    *ALL_TABLES,
+    SILVER_IMPRESSIONS,
+    SILVER_CLICKS,
+    SILVER_CONVERSIONS,
+    SILVER_BID_REQUESTS,
+    SILVER_CREATIVES,
+    SILVER_QUARANTINE,
+    BATCH_AUDIT,
+)

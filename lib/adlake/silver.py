@@ -1,0 +1,752 @@
+"""Silver standardization: typed, canonical, validated and deduplicated rows from bronze.
+
+Every function here is pure (no reads, writes or actions; `country_lookup` only builds a
+small DataFrame on the driver). Jobs chain them with `.transform()`:
+standardize -> enrich (creatives, countries) -> apply_rules -> with_dedup_key ->
+drop_duplicates_in_batch.
+
+Output columns of the standardizers (the names the rule expressions use):
+
+* impressions: impression_id, event_ts, event_date, event_hour, user_id, creative_id,
+  campaign_id, website, auction_id, cost, device_type, os, browser, country_raw, region,
+  raw_timestamp, raw_cost, _source_file, _bronze_ingested_at, _rescued_data
+* clicks/conversions: event_id, event_ts, event_date, event_hour, user_id, campaign_id,
+  creative_id, conversion_type, revenue, raw_timestamp, raw_revenue, _source_file,
+  _bronze_ingested_at, _rescued_data (`split_clicks` drops revenue and raw_revenue)
+* bid requests: request_id, auction_id, event_ts, event_date, event_hour, user_id,
+  location_raw, bid_amount, creative_id, website, device_type, os, raw_bid_amount,
+  raw_timestamp, _source_file, _bronze_ingested_at, _rescued_data
+
+Conventions: ids are trimmed strings (blank -> null, never reformatted); event_ts is a UTC
+instant and event_date / event_hour are its UTC date and hour whatever the session time
+zone; money is DECIMAL(18, 6) (bid_amount is a CPM); `raw_*` / `*_raw` columns hold the
+bronze text trimmed, blank as null, so rules can tell "absent" from "unparsable".
+`enrich_with_creatives` adds advertiser_id, `_creative_known` and (where the rows carry a
+campaign) `_creative_campaign_matches`; `apply_rules` adds `_quarantine_rules`,
+`_warn_rules` and `_fail_rules`; `with_dedup_key` adds `_dedup_key`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pycountry
+from pyspark.errors import PySparkException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DataType,
+    DecimalType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from adlake import schemas
+from adlake.config import ConfigError
+
+MONEY = DecimalType(18, 6)
+
+EVENT_TS = "event_ts"
+EVENT_DATE = "event_date"
+EVENT_HOUR = "event_hour"
+BRONZE_INGESTED_AT = "_bronze_ingested_at"
+CREATIVE_KNOWN = "_creative_known"
+CREATIVE_CAMPAIGN_MATCHES = "_creative_campaign_matches"
+DEDUP_KEY = "_dedup_key"
+
+CLICK = "click"
+CONVERSION_TYPES: tuple[str, ...] = (
+    "signup",
+    "purchase",
+    "install",
+    "lead",
+    "add_to_cart",
+    "subscribe",
+)
+
+
+class MissingColumnError(ValueError):
+    """A transform needs a column the DataFrame does not have."""
+
+
+class RuleError(ValueError):
+    """A rule's expression does not compile against the rows it checks, or is not boolean."""
+
+
+# --------------------------------------------------------------------------- text and ids
+
+
+def _strip(raw: Column) -> Column:
+    """Trim all ASCII whitespace (F.trim only removes spaces); blank becomes null."""
+    text = F.regexp_replace(raw.cast("string"), r"^\s+|\s+$", "")
+    return F.when(text != "", text)
+
+
+def _lower_text(raw: Column) -> Column:
+    return F.lower(_strip(raw))
+
+
+def canonical_id(raw: Column) -> Column:
+    """An id as a trimmed string; blank -> null.
+
+    The text is otherwise kept as is (`101.0` stays `101.0`): ids are opaque tokens, and
+    guessing that `101.0` meant `101` could merge two different entities.
+    """
+    return _strip(raw)
+
+
+def to_money(raw: Column) -> Column:
+    """DECIMAL(18, 6) from text; invalid or out of range -> null (try_cast, so ANSI never raises).
+
+    More than 6 decimals are rounded half-up; more than 12 integer digits give null.
+    """
+    return _strip(raw).try_cast(MONEY)
+
+
+# ------------------------------------------------------------------------------ timestamps
+
+# Date, time, optional fraction (1-9 digits) and optional offset (Z, +hh:mm or +hhmm);
+# a blank or a `T` separates date and time.
+_TS_TEXT = (
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-]\d{2}):?(\d{2}))?$"
+)
+_TS_PATTERN = "yyyy-MM-dd HH:mm:ss.SSSSSSxxx"
+
+
+def parse_event_ts(raw: Column, source_tz: str) -> Column:
+    """A UTC instant (TimestampType) from any accepted text form; anything else -> null.
+
+    Accepted: `yyyy-MM-dd HH:mm:ss[.f]` and `yyyy-MM-ddTHH:mm:ss[.f]` with an optional
+    offset `Z`, `+hh:mm` or `+hhmm` (fractions past microseconds are truncated); epoch
+    milliseconds as 12-14 digits and epoch seconds as 9-11 digits (both from 1973-03-03 to
+    the year 5138, so 8-digit `yyyyMMdd` text is never mistaken for an epoch). Text without
+    an offset is wall-clock time in `source_tz` (a Spark zone id such as 'UTC' or
+    'America/New_York'), DST-aware via to_utc_timestamp.
+
+    Every branch is guarded by a regex and parsed with try_to_timestamp / try_cast, so bad
+    text (even an impossible date like Feb 30) gives null under ANSI mode instead of an
+    error. The result does not depend on the session time zone: local text is parsed with
+    an explicit `+00:00` and then shifted from `source_tz`.
+    """
+    text = _strip(raw)
+    date, clock, fraction, zulu, offset_hours, offset_minutes = (
+        F.regexp_extract(text, _TS_TEXT, group) for group in range(1, 7)
+    )
+    offset = F.when(zulu != "", F.lit("+00:00")).when(
+        offset_hours != "", F.concat(offset_hours, F.lit(":"), offset_minutes)
+    )
+    # rpad both pads and truncates, so the fraction always has exactly 6 digits.
+    local = F.concat(date, F.lit(" "), clock, F.lit("."), F.rpad(fraction, 6, "0"))
+
+    def instant(zone_offset: Column) -> Column:
+        return F.try_to_timestamp(F.concat(local, zone_offset), F.lit(_TS_PATTERN))
+
+    well_formed = text.rlike(_TS_TEXT)
+    return (
+        F.when(text.rlike(r"^\d{12,14}$"), F.timestamp_millis(text.try_cast("long")))
+        .when(text.rlike(r"^\d{9,11}$"), F.timestamp_seconds(text.try_cast("long")))
+        .when(well_formed & offset.isNotNull(), instant(offset))
+        .when(well_formed, F.to_utc_timestamp(instant(F.lit("+00:00")), source_tz))
+        .cast(TimestampType())
+    )
+
+
+def _with_event_parts(df: DataFrame) -> DataFrame:
+    """Insert event_date and event_hour (UTC) right after event_ts.
+
+    Computed from epoch seconds rather than to_date/hour, which follow the session time zone:
+    a job run with another zone must not move rows to another date partition.
+    """
+    seconds = F.unix_seconds(F.col(EVENT_TS))
+    event_date = F.date_from_unix_date(F.floor(seconds / 86_400).cast("int"))
+    event_hour = F.floor(F.pmod(seconds, F.lit(86_400)) / 3_600).cast("int")
+    columns: list[Column] = []
+    for name in df.columns:
+        columns.append(F.col(name))
+        if name == EVENT_TS:
+            columns += [event_date.alias(EVENT_DATE), event_hour.alias(EVENT_HOUR)]
+    return df.select(*columns)
+
+
+# -------------------------------------------------------------------------------- websites
+
+# Optional scheme (`https://`, also the sloppy `http:/`) or protocol-relative `//`,
+# optional user info, then the host up to a port, path, query or fragment.
+_HOST = r"^(?:[a-z][a-z0-9+.\-]*:/+|//)?(?:[^@/?#]*@)?([^/?#:]*)"
+
+
+def standardize_website(raw: Column) -> Column:
+    """The bare lower-case host: `https://www.Example.com:443/path?q` -> `example.com`.
+
+    Strips scheme, user info, port, path, query, fragment, trailing dots and one leading
+    `www.`; blank or host-less text -> null. Other subdomains are kept (news.example.com
+    may be a different placement from example.com).
+    """
+    host = F.regexp_extract(F.lower(_strip(raw)), _HOST, 1)
+    host = F.regexp_replace(F.regexp_replace(host, r"\.+$", ""), r"^www\.", "")
+    return F.when(host != "", host)
+
+
+# ------------------------------------------------------------------------------- countries
+
+# Common names pycountry 26.2.16 lacks (it already has USA, UNITED STATES OF AMERICA,
+# SOUTH KOREA, NORTH KOREA, VIETNAM, IRAN, CZECH REPUBLIC, ...). Never override pycountry.
+COUNTRY_ALIASES: Mapping[str, str] = {
+    "UK": "GB",
+    "U.K.": "GB",
+    "GREAT BRITAIN": "GB",
+    "BRITAIN": "GB",
+    "U.S.": "US",
+    "U.S.A.": "US",
+    "RUSSIA": "RU",
+    "TURKEY": "TR",
+    "THE NETHERLANDS": "NL",
+    "HOLLAND": "NL",
+    "IVORY COAST": "CI",
+    "UAE": "AE",
+    "BRUNEI": "BN",
+    "CAPE VERDE": "CV",
+    "SWAZILAND": "SZ",
+    "BURMA": "MM",
+    "MACEDONIA": "MK",
+    "VATICAN": "VA",
+    "VATICAN CITY": "VA",
+    "PALESTINE": "PS",
+    "EAST TIMOR": "TL",
+}
+
+COUNTRY_LOOKUP_SCHEMA = StructType(
+    [
+        StructField("country_key", StringType(), False),
+        StructField("country_code", StringType(), False),
+    ]
+)
+
+
+def _country_key_text(value: str) -> str:
+    return " ".join(value.split()).upper()
+
+
+def _country_key(raw: Column) -> Column:
+    """The join key of a raw country: trimmed, inner blanks collapsed, upper case."""
+    return F.upper(F.regexp_replace(_strip(raw), r"\s+", " "))
+
+
+def country_keys() -> dict[str, str]:
+    """Every accepted spelling (upper case) -> ISO alpha-2, from pycountry plus aliases.
+
+    Keys are unique by construction; the first code seen for a key wins (pycountry has no
+    conflicting names today, and aliases only fill gaps).
+    """
+    keys: dict[str, str] = {}
+    for country in pycountry.countries:
+        code = str(country.alpha_2)
+        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            value = getattr(country, attr, None)
+            if isinstance(value, str) and value.strip():
+                keys.setdefault(_country_key_text(value), code)
+    for alias, code in COUNTRY_ALIASES.items():
+        keys.setdefault(alias, code)
+    return keys
+
+
+def country_lookup(spark: SparkSession) -> DataFrame:
+    """(country_key, country_code) built on the driver from `country_keys()`; keys unique."""
+    return spark.createDataFrame(sorted(country_keys().items()), COUNTRY_LOOKUP_SCHEMA)
+
+
+def with_country_code(
+    lookup: DataFrame, raw_col: str, out_col: str = "country"
+) -> Callable[[DataFrame], DataFrame]:
+    """Set `out_col` to the alpha-2 code of `raw_col` (null when unknown or absent).
+
+    Left broadcast join on the normalized text; the lookup's keys are unique, so the row
+    count never changes. `out_col` replaces a column of that name if there is one.
+    """
+
+    def transform(df: DataFrame) -> DataFrame:
+        codes = lookup.select(
+            F.col("country_key").alias("_country_key"), F.col("country_code").alias("_country_code")
+        )
+        return (
+            df.withColumn("_country_key", _country_key(F.col(raw_col)))
+            .join(F.broadcast(codes), "_country_key", "left")
+            .withColumn(out_col, F.col("_country_code"))
+            .drop("_country_key", "_country_code")
+        )
+
+    return transform
+
+
+# ------------------------------------------------------------------------------ standardize
+
+
+RECORD = "_record"
+BRONZE_RUN_SEQ = "_bronze_run_seq"
+
+
+def _lineage(bronze: DataFrame) -> list[Column]:
+    """Lineage columns, plus the raw record and bronze run when the caller attached them."""
+    optional = [F.col(RECORD)] if RECORD in bronze.columns else []
+    if schemas.RUN_SEQ in bronze.columns:
+        optional.append(F.col(schemas.RUN_SEQ).alias(BRONZE_RUN_SEQ))
+    return [
+        F.col(schemas.SOURCE_FILE),
+        F.col(schemas.INGESTED_AT).alias(BRONZE_INGESTED_AT),
+        F.col(schemas.RESCUED_DATA),
+        *optional,
+    ]
+
+
+def standardize_impressions(source_tz: str) -> Callable[[DataFrame], DataFrame]:
+    """Bronze impressions -> typed, canonical columns (see the module docstring); one row each."""
+
+    def transform(bronze: DataFrame) -> DataFrame:
+        c = F.col
+        return bronze.select(
+            canonical_id(c("impression_id")).alias("impression_id"),
+            parse_event_ts(c("timestamp"), source_tz).alias(EVENT_TS),
+            canonical_id(c("user_id")).alias("user_id"),
+            canonical_id(c("creative_id")).alias("creative_id"),
+            canonical_id(c("campaign_id")).alias("campaign_id"),
+            standardize_website(c("website")).alias("website"),
+            canonical_id(c("auction_id")).alias("auction_id"),
+            to_money(c("cost")).alias("cost"),
+            _lower_text(c("device_type")).alias("device_type"),
+            _lower_text(c("os")).alias("os"),
+            _lower_text(c("browser")).alias("browser"),
+            _strip(c("country")).alias("country_raw"),
+            _strip(c("region")).alias("region"),
+            _strip(c("timestamp")).alias("raw_timestamp"),
+            _strip(c("cost")).alias("raw_cost"),
+            *_lineage(bronze),
+        ).transform(_with_event_parts)
+
+    return transform
+
+
+def standardize_clicks_conversions(source_tz: str) -> Callable[[DataFrame], DataFrame]:
+    """Bronze clicks/conversions -> typed, canonical columns; conversion_type lower-cased."""
+
+    def transform(bronze: DataFrame) -> DataFrame:
+        c = F.col
+        return bronze.select(
+            canonical_id(c("event_id")).alias("event_id"),
+            parse_event_ts(c("timestamp"), source_tz).alias(EVENT_TS),
+            canonical_id(c("user_id")).alias("user_id"),
+            canonical_id(c("campaign_id")).alias("campaign_id"),
+            canonical_id(c("creative_id")).alias("creative_id"),
+            _lower_text(c("conversion_type")).alias("conversion_type"),
+            to_money(c("revenue")).alias("revenue"),
+            _strip(c("timestamp")).alias("raw_timestamp"),
+            _strip(c("revenue")).alias("raw_revenue"),
+            *_lineage(bronze),
+        ).transform(_with_event_parts)
+
+    return transform
+
+
+def split_clicks(df: DataFrame) -> DataFrame:
+    """Rows whose conversion_type is 'click', without the revenue columns."""
+    return df.where(F.col("conversion_type") == CLICK).drop("revenue", "raw_revenue")
+
+
+def split_conversions(df: DataFrame) -> DataFrame:
+    """Every other row, a null conversion_type included (a rule then quarantines it)."""
+    return df.where(~F.col("conversion_type").eqNullSafe(CLICK))
+
+
+def standardize_bid_requests(source_tz: str) -> Callable[[DataFrame], DataFrame]:
+    """Bronze bid requests (nested) -> flat, typed columns; a null group gives null members."""
+
+    def transform(bronze: DataFrame) -> DataFrame:
+        c = F.col
+        return bronze.select(
+            canonical_id(c("request_id")).alias("request_id"),
+            canonical_id(c("auction_details.auction_id")).alias("auction_id"),
+            parse_event_ts(c("timestamp"), source_tz).alias(EVENT_TS),
+            canonical_id(c("user_info.user_id")).alias("user_id"),
+            _strip(c("user_info.location")).alias("location_raw"),
+            to_money(c("auction_details.bid_amount")).alias("bid_amount"),
+            canonical_id(c("ad_targeting.creative_id")).alias("creative_id"),
+            standardize_website(c("ad_targeting.website")).alias("website"),
+            _lower_text(c("device.device_type")).alias("device_type"),
+            _lower_text(c("device.os")).alias("os"),
+            _strip(c("auction_details.bid_amount")).alias("raw_bid_amount"),
+            _strip(c("timestamp")).alias("raw_timestamp"),
+            *_lineage(bronze),
+        ).transform(_with_event_parts)
+
+    return transform
+
+
+# ------------------------------------------------------------------------------ enrichment
+
+
+def _creative_dimension(creatives: DataFrame) -> DataFrame:
+    """One row per creative_id: the smallest campaign_id, then advertiser_id, wins.
+
+    A creative listed twice is a dimension defect; picking deterministically keeps the join
+    from duplicating facts and keeps reruns reproducible.
+    """
+    dim = creatives.select(
+        canonical_id(F.col("creative_id")).alias("_dim_creative_id"),
+        canonical_id(F.col("campaign_id")).alias("_dim_campaign_id"),
+        canonical_id(F.col("advertiser_id")).alias("_dim_advertiser_id"),
+    ).where(F.col("_dim_creative_id").isNotNull())
+    order = Window.partitionBy("_dim_creative_id").orderBy(
+        F.col("_dim_campaign_id").asc_nulls_last(), F.col("_dim_advertiser_id").asc_nulls_last()
+    )
+    return dim.withColumn("_rn", F.row_number().over(order)).where("_rn = 1").drop("_rn")
+
+
+def enrich_with_creatives(
+    creatives: DataFrame, *, fill_campaign: bool = True
+) -> Callable[[DataFrame], DataFrame]:
+    """Add campaign/advertiser facts of each row's creative (broadcast left join, no duplicates).
+
+    * `_creative_known`: creative_id is in the dimension; null when creative_id is null.
+    * `_creative_campaign_matches` (rows with a campaign_id column): the record's campaign is
+      the creative's; null when creative_id or the record campaign is null or the creative is
+      unknown.
+    * campaign_id: the record's value when present (it wins); when null and `fill_campaign`,
+      the creative's. Rows without a campaign_id column (bid requests) get the creative's.
+      Pass `fill_campaign=False` for clicks/conversions: there campaign_id is a required
+      field, and a filled value would hide the missing one from campaign_id_present.
+    * advertiser_id: the creative's advertiser only when the row's campaign_id is the
+      creative's campaign, so a row never pairs one campaign with another's advertiser.
+    """
+
+    def transform(df: DataFrame) -> DataFrame:
+        if "creative_id" not in df.columns:
+            raise MissingColumnError("enrich_with_creatives needs a creative_id column")
+        dim = _creative_dimension(creatives)
+        joined = df.join(
+            F.broadcast(dim), F.col("creative_id") == F.col("_dim_creative_id"), "left"
+        )
+        dim_campaign = F.col("_dim_campaign_id")
+        known = F.col("_dim_creative_id").isNotNull()
+        has_campaign = "campaign_id" in df.columns
+        record = F.col("campaign_id") if has_campaign else F.lit(None).cast("string")
+        campaign = F.coalesce(record, dim_campaign) if fill_campaign or not has_campaign else record
+        added: dict[str, Column] = {
+            "campaign_id": campaign,
+            "advertiser_id": F.when(campaign == dim_campaign, F.col("_dim_advertiser_id")),
+            CREATIVE_KNOWN: F.when(F.col("creative_id").isNotNull(), known),
+        }
+        if has_campaign:
+            added[CREATIVE_CAMPAIGN_MATCHES] = F.when(
+                known & record.isNotNull(), record == dim_campaign
+            )
+        # One withColumns: every expression reads the record's campaign_id, not the filled one.
+        return joined.withColumns(added).drop(
+            "_dim_creative_id", "_dim_campaign_id", "_dim_advertiser_id"
+        )
+
+    return transform
+
+
+# ----------------------------------------------------------------------------------- rules
+
+QUARANTINE = "quarantine"
+WARN = "warn"
+FAIL = "fail"
+ACTIONS: tuple[str, ...] = (QUARANTINE, WARN, FAIL)
+RULE_SOURCES: tuple[str, ...] = ("impressions", "clicks", "conversions", "bid_requests")
+RULE_COLUMNS: Mapping[str, str] = {
+    QUARANTINE: "_quarantine_rules",
+    WARN: "_warn_rules",
+    FAIL: "_fail_rules",
+}
+_RULE_KEYS: tuple[str, ...] = ("name", "expr", "action", "sources")
+_RULE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row check: a row FAILS when `expr` is FALSE; NULL counts as a pass.
+
+    So checks of optional fields need no null guard (`cost >= 0` passes a row without
+    cost), and presence checks are written with IS NOT NULL, which is never NULL.
+    `action`: quarantine (row goes to quarantine), warn (row kept, failure counted) or fail
+    (the batch must fail).
+    """
+
+    name: str
+    expr: str
+    action: str
+    sources: tuple[str, ...]
+
+
+def _nonblank_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def parse_rules(raw: object, key: str = "silver.rules") -> tuple[Rule, ...]:
+    """Validate a YAML-loaded list of rule mappings; errors name the offending key.
+
+    Expressions are only checked to be non-empty text here (parsing SQL needs a session);
+    `apply_rules` compiles them against the actual columns.
+    """
+    if not isinstance(raw, list):
+        raise ConfigError(key, "expected a list of rules (use [] for none)")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        at = f"{key}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(at, "expected a mapping with keys " + ", ".join(_RULE_KEYS))
+        for field in item:
+            if field not in _RULE_KEYS:
+                raise ConfigError(f"{at}.{field}", "unknown key; use " + ", ".join(_RULE_KEYS))
+        for field in _RULE_KEYS:
+            if field not in item:
+                raise ConfigError(f"{at}.{field}", "missing")
+        name, expr, action, sources = (item[field] for field in _RULE_KEYS)
+        if not isinstance(name, str) or not _RULE_NAME.match(name):
+            raise ConfigError(f"{at}.name", "expected a snake_case name like non_negative_cost")
+        if name in seen:
+            raise ConfigError(f"{at}.name", f"duplicate rule name {name!r}")
+        if not _nonblank_str(expr):
+            raise ConfigError(f"{at}.expr", "expected a non-empty SQL boolean expression")
+        if action not in ACTIONS:
+            raise ConfigError(f"{at}.action", f"{action!r} is not one of {', '.join(ACTIONS)}")
+        if not isinstance(sources, list) or not sources:
+            raise ConfigError(f"{at}.sources", "expected a non-empty list of sources")
+        for source in sources:
+            if source not in RULE_SOURCES:
+                raise ConfigError(
+                    f"{at}.sources", f"unknown source {source!r}; use {', '.join(RULE_SOURCES)}"
+                )
+        if len(set(sources)) != len(sources):
+            raise ConfigError(f"{at}.sources", "a source is listed twice")
+        seen.add(name)
+        rules.append(Rule(name, str(expr).strip(), str(action), tuple(str(s) for s in sources)))
+    return tuple(rules)
+
+
+def _compile_rules(df: DataFrame, rules: Sequence[Rule], source: str) -> list[Column]:
+    """Each rule's expression, analysed against `df` (no action) so errors name the rule."""
+    checks: list[Column] = []
+    for rule in rules:
+        try:
+            check = F.expr(rule.expr)
+            data_type: DataType = df.select(check).schema[0].dataType
+        except PySparkException as exc:
+            raise RuleError(f"rule '{rule.name}' ({source}): {exc}") from exc
+        if not isinstance(data_type, BooleanType):
+            raise RuleError(
+                f"rule '{rule.name}' ({source}): expr is {data_type.simpleString()}, not boolean"
+            )
+        checks.append(check)
+    return checks
+
+
+def apply_rules(rules: Sequence[Rule], source: str) -> Callable[[DataFrame], DataFrame]:
+    """Add `_quarantine_rules`, `_warn_rules`, `_fail_rules`: names of the failed rules.
+
+    Only rules listing `source` apply; names appear in rule order, every failed rule is
+    listed, and a row failing none gets empty arrays. Rows are neither dropped nor added.
+    """
+    if source not in RULE_SOURCES:
+        raise ValueError(f"unknown rule source {source!r}; use {', '.join(RULE_SOURCES)}")
+    active = [rule for rule in rules if source in rule.sources]
+
+    def transform(df: DataFrame) -> DataFrame:
+        checks = _compile_rules(df, active, source)
+        columns: dict[str, Column] = {}
+        for action, out_col in RULE_COLUMNS.items():
+            failed = [
+                F.when(check.eqNullSafe(F.lit(False)), F.lit(rule.name))
+                for rule, check in zip(active, checks, strict=True)
+                if rule.action == action
+            ]
+            columns[out_col] = (
+                F.filter(F.array(*failed), lambda name: name.isNotNull())
+                if failed
+                else F.array().cast(ArrayType(StringType()))
+            )
+        return df.withColumns(columns)
+
+    return transform
+
+
+# Paste under `silver: rules:` in conf/<env>.yaml (indent it to fit).
+DEFAULT_RULES_YAML = """\
+# A row FAILS a rule when expr is FALSE; NULL counts as a pass, so checks of optional fields
+# need no null guard and presence checks use IS NOT NULL. Columns: see adlake.silver.
+# action: quarantine | warn | fail. sources: impressions, clicks, conversions, bid_requests.
+- name: user_id_present
+  expr: user_id IS NOT NULL
+  action: quarantine
+  sources: [impressions, clicks, conversions, bid_requests]
+- name: creative_id_present
+  expr: creative_id IS NOT NULL
+  action: quarantine
+  sources: [impressions, bid_requests]
+- name: website_present          # also fails when the text has no host ("https://")
+  expr: website IS NOT NULL
+  action: quarantine
+  sources: [impressions]
+- name: timestamp_present
+  expr: raw_timestamp IS NOT NULL
+  action: quarantine
+  sources: [impressions, clicks, conversions]
+- name: campaign_id_present
+  expr: campaign_id IS NOT NULL
+  action: quarantine
+  sources: [clicks, conversions]
+- name: conversion_type_present
+  expr: conversion_type IS NOT NULL
+  action: quarantine
+  sources: [clicks, conversions]
+- name: auction_id_present
+  expr: auction_id IS NOT NULL
+  action: quarantine
+  sources: [bid_requests]
+- name: bid_amount_present
+  expr: raw_bid_amount IS NOT NULL
+  action: quarantine
+  sources: [bid_requests]
+- name: timestamp_parsable
+  expr: raw_timestamp IS NULL OR event_ts IS NOT NULL
+  action: quarantine
+  sources: [impressions, clicks, conversions, bid_requests]
+- name: not_in_future            # one hour of tolerance for producer clock skew
+  expr: event_ts <= current_timestamp() + INTERVAL 1 HOUR
+  action: quarantine
+  sources: [impressions, clicks, conversions, bid_requests]
+# Off by default: replaying old files is legitimate. Uncomment to bound history.
+# - name: not_older_than_horizon
+#   expr: event_ts >= current_timestamp() - INTERVAL 400 DAYS
+#   action: quarantine
+#   sources: [impressions, clicks, conversions, bid_requests]
+- name: cost_is_number
+  expr: raw_cost IS NULL OR cost IS NOT NULL
+  action: quarantine
+  sources: [impressions]
+- name: revenue_is_number
+  expr: raw_revenue IS NULL OR revenue IS NOT NULL
+  action: quarantine
+  sources: [conversions]
+- name: bid_is_number
+  expr: raw_bid_amount IS NULL OR bid_amount IS NOT NULL
+  action: quarantine
+  sources: [bid_requests]
+- name: non_negative_cost
+  expr: cost >= 0
+  action: quarantine
+  sources: [impressions]
+- name: non_negative_revenue
+  expr: revenue >= 0
+  action: quarantine
+  sources: [conversions]
+- name: non_negative_bid
+  expr: bid_amount >= 0
+  action: quarantine
+  sources: [bid_requests]
+- name: known_conversion_type    # canonical lower case; clicks are split off before this
+  expr: conversion_type IN ('signup', 'purchase', 'install', 'lead', 'add_to_cart', 'subscribe')
+  action: quarantine
+  sources: [conversions]
+- name: creative_known           # _creative_known is added by enrich_with_creatives
+  expr: _creative_known
+  action: warn
+  sources: [impressions, clicks, conversions, bid_requests]
+- name: impression_creative_campaign_matches
+  expr: _creative_campaign_matches
+  action: warn
+  sources: [impressions]
+- name: click_creative_campaign_matches
+  expr: _creative_campaign_matches
+  action: warn
+  sources: [clicks, conversions]
+"""
+
+
+# ----------------------------------------------------------------------------------- dedup
+
+IMPRESSION_ID = "impression_id"
+CLICK_CONVERSION_ID = "event_id"
+BID_REQUEST_ID = "request_id"
+IMPRESSION_BUSINESS_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "creative_id",
+    EVENT_TS,
+    "website",
+    "auction_id",
+)
+CLICK_CONVERSION_BUSINESS_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "campaign_id",
+    "creative_id",
+    "conversion_type",
+    EVENT_TS,
+)
+# A bid request is one (auction, user) offer; creative and price guard against merging two
+# different offers that happen to share an auction and a missing timestamp.
+BID_REQUEST_BUSINESS_COLUMNS: tuple[str, ...] = (
+    "auction_id",
+    "user_id",
+    "creative_id",
+    EVENT_TS,
+    "bid_amount",
+)
+
+_FIELD_SEPARATOR = "\u001f"
+_NULL_MARKER = "\u0000"
+
+
+def _key_text(column: Column, data_type: DataType) -> Column:
+    # Instants hash as epoch microseconds: their string form follows the session time zone.
+    if isinstance(data_type, TimestampType):
+        return F.unix_micros(column).cast("string")
+    return column.cast("string")
+
+
+def with_dedup_key(id_col: str, business_cols: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
+    """Add `_dedup_key`: the record's own id, else `h:` + SHA-256 of the business fields.
+
+    Fields are joined with U+001F and nulls written as U+0000, so (null, 'a') and ('', 'a')
+    or ('a b', '') and ('a', 'b ') hash apart; the `h:` prefix keeps hashes apart from ids.
+    """
+
+    def transform(df: DataFrame) -> DataFrame:
+        types = {field.name: field.dataType for field in df.schema.fields}
+        missing = [c for c in (id_col, *business_cols) if c not in types]
+        if missing:
+            raise MissingColumnError(f"with_dedup_key: no column(s) {', '.join(missing)}")
+        parts = [
+            F.coalesce(_key_text(F.col(c), types[c]), F.lit(_NULL_MARKER)) for c in business_cols
+        ]
+        hashed = F.concat(F.lit("h:"), F.sha2(F.concat_ws(_FIELD_SEPARATOR, *parts), 256))
+        return df.withColumn(DEDUP_KEY, F.coalesce(canonical_id(F.col(id_col)), hashed))
+
+    return transform
+
+
+def drop_duplicates_in_batch(df: DataFrame) -> DataFrame:
+    """Keep one row per `_dedup_key`: earliest `_bronze_ingested_at`, then `_source_file`.
+
+    Remaining ties (the same record twice in one file) are broken by the row's full JSON
+    text, so the survivor never depends on partitioning.
+    """
+    for needed in (DEDUP_KEY, BRONZE_INGESTED_AT, schemas.SOURCE_FILE):
+        if needed not in df.columns:
+            raise MissingColumnError(f"drop_duplicates_in_batch: no column {needed}")
+    content = F.to_json(F.struct(*[F.col(c) for c in df.columns if c != DEDUP_KEY]))
+    order = Window.partitionBy(DEDUP_KEY).orderBy(
+        F.col(BRONZE_INGESTED_AT).asc_nulls_last(),
+        F.col(schemas.SOURCE_FILE).asc_nulls_last(),
+        content.asc_nulls_last(),
+    )
+    return df.withColumn("_dedup_rank", F.row_number().over(order)).where(
+        "_dedup_rank = 1"
+    ).drop("_dedup_rank")
