@@ -1,6 +1,6 @@
 """Bronze ingestion job: landing files -> bronze Delta tables + quarantine (batch or stream).
 
-    spark-submit jobs/bronze_ingest.py --config conf/local.yaml --source all --mode batch
+spark-submit jobs/bronze_ingest.py --config conf/local.yaml --source all --mode batch
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
             for r in run_batch(spark, cfg, sources):
                 log.info(
                     "bronze %s run %d: %d files, %d rows, %d quarantined, %.1fs",
-                    r.source, r.run_seq, r.files, r.bronze_rows, r.quarantined_rows, r.seconds,
+                    r.source,
+                    r.run_seq,
+                    r.files,
+                    r.bronze_rows,
+                    r.quarantined_rows,
+                    r.seconds,
                 )
         else:
             run_streams(spark, cfg, sources, args.trigger or cfg.stream.trigger)

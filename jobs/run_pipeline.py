@@ -1,6 +1,6 @@
 """End-to-end pipeline on one SparkSession: bronze ingestion, silver, then a summary of every table.
 
-    scripts/spark_submit.sh jobs/run_pipeline.py
+scripts/spark_submit.sh jobs/run_pipeline.py
 """
 
 from __future__ import annotations
@@ -41,14 +41,24 @@ def main(argv: list[str] | None = None) -> int:
             for r in bronze_ingest.run_batch(spark, cfg, SOURCES):
                 log.info(
                     "bronze %s run %d: %d files, %d rows, %d quarantined (%d corrupt files), %.1fs",
-                    r.source, r.run_seq, r.files, r.bronze_rows, r.quarantined_rows,
-                    r.corrupt_files, r.seconds,
+                    r.source,
+                    r.run_seq,
+                    r.files,
+                    r.bronze_rows,
+                    r.quarantined_rows,
+                    r.corrupt_files,
+                    r.seconds,
                 )
         if "silver" in stages:
             for a in silver_run.run_batch(spark, cfg, SOURCES):
                 log.info(
                     "silver %s: in=%d written=%d quarantined=%d duplicates=%d late=%d",
-                    a.source, a.rows_in, a.rows_written, a.quarantined, a.duplicates, a.late_rows,
+                    a.source,
+                    a.rows_in,
+                    a.rows_written,
+                    a.quarantined,
+                    a.duplicates,
+                    a.late_rows,
                 )
         print("\nAdLake tables (" + cfg.paths.lakehouse + ")")
         print(format_counts(table_counts(spark, cfg)))

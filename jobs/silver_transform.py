@@ -1,6 +1,6 @@
 """Silver job: bronze Delta tables -> validated, standardized, deduplicated silver tables.
 
-    spark-submit jobs/silver_transform.py --config conf/local.yaml --source all --mode batch
+spark-submit jobs/silver_transform.py --config conf/local.yaml --source all --mode batch
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import yaml
+
 from adlake.datagen import (
     DatagenConfig,
     DatagenConfigError,

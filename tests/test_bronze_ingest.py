@@ -29,10 +29,16 @@ SEED_CLICKS = (
     "2023-11-01 10:06:00,102,2,purchase\n"
 )
 SEED_BIDS: list[dict[str, Any]] = [
-    {"user_info": {"user_id": 201, "location": "USA"}, "auction_details": {"auction_id": 1, "bid_amount": 0.1},
-     "ad_targeting": {"creative_id": 3, "website": "example.net"}},
-    {"user_info": {"user_id": 202, "location": "Canada"}, "auction_details": {"auction_id": 2, "bid_amount": 0.15},
-     "ad_targeting": {"creative_id": 4, "website": "example.org"}},
+    {
+        "user_info": {"user_id": 201, "location": "USA"},
+        "auction_details": {"auction_id": 1, "bid_amount": 0.1},
+        "ad_targeting": {"creative_id": 3, "website": "example.net"},
+    },
+    {
+        "user_info": {"user_id": 202, "location": "Canada"},
+        "auction_details": {"auction_id": 2, "bid_amount": 0.15},
+        "ad_targeting": {"creative_id": 4, "website": "example.org"},
+    },
 ]
 
 
@@ -65,9 +71,18 @@ def table(spark: SparkSession, cfg: AppConfig, relative: str) -> DataFrame:
 
 def versions(spark: SparkSession, cfg: AppConfig) -> dict[str, int]:
     out = {}
-    for rel in ["bronze/impressions", "bronze/clicks_conversions", "bronze/bid_requests",
-                BRONZE_QUARANTINE.relative_path, INGEST_FILE_LOG.relative_path]:
-        out[rel] = spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path(rel)}`").agg(F.max("version")).first()[0]
+    for rel in [
+        "bronze/impressions",
+        "bronze/clicks_conversions",
+        "bronze/bid_requests",
+        BRONZE_QUARANTINE.relative_path,
+        INGEST_FILE_LOG.relative_path,
+    ]:
+        out[rel] = (
+            spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path(rel)}`")
+            .agg(F.max("version"))
+            .first()[0]
+        )
     return out
 
 
@@ -75,55 +90,112 @@ def test_case_study_records_land_with_exact_values(spark: SparkSession, cfg: App
     land_seed(cfg)
     results = run_batch(spark, cfg, SOURCES)
     assert [(r.source, r.files, r.bronze_rows, r.quarantined_rows) for r in results] == [
-        ("impressions", 1, 2, 0), ("clicks_conversions", 1, 2, 0), ("bid_requests", 1, 2, 0)
+        ("impressions", 1, 2, 0),
+        ("clicks_conversions", 1, 2, 0),
+        ("bid_requests", 1, 2, 0),
     ]
 
-    imp = table(spark, cfg, "bronze/impressions").select("creative_id", "user_id", "timestamp", "website",
-                                                         "impression_id", "cost", schemas.RESCUED_DATA)
+    imp = table(spark, cfg, "bronze/impressions").select(
+        "creative_id",
+        "user_id",
+        "timestamp",
+        "website",
+        "impression_id",
+        "cost",
+        schemas.RESCUED_DATA,
+    )
     expected_imp = spark.createDataFrame(
-        [("1", "101", "2023-11-01 10:00:00", "example.com", None, None, None),
-         ("2", "102", "2023-11-01 10:05:00", "example.org", None, None, None)],
+        [
+            ("1", "101", "2023-11-01 10:00:00", "example.com", None, None, None),
+            ("2", "102", "2023-11-01 10:05:00", "example.org", None, None, None),
+        ],
         imp.schema,
     )
     assert_df_equality(imp, expected_imp, ignore_row_order=True)
 
     clicks = table(spark, cfg, "bronze/clicks_conversions").select(
-        "timestamp", "user_id", "campaign_id", "conversion_type", "event_id", "revenue")
+        "timestamp", "user_id", "campaign_id", "conversion_type", "event_id", "revenue"
+    )
     expected_clicks = spark.createDataFrame(
-        [("2023-11-01 10:02:00", "101", "1", "signup", None, None),
-         ("2023-11-01 10:06:00", "102", "2", "purchase", None, None)],
+        [
+            ("2023-11-01 10:02:00", "101", "1", "signup", None, None),
+            ("2023-11-01 10:06:00", "102", "2", "purchase", None, None),
+        ],
         clicks.schema,
     )
     assert_df_equality(clicks, expected_clicks, ignore_row_order=True)
 
     bids = table(spark, cfg, "bronze/bid_requests")
     got = sorted(
-        ((r["user_info"].asDict(), r["auction_details"].asDict(), r["ad_targeting"].asDict(), r["request_id"], r["timestamp"])
-         for r in bids.collect()), key=repr
+        (
+            (
+                r["user_info"].asDict(),
+                r["auction_details"].asDict(),
+                r["ad_targeting"].asDict(),
+                r["request_id"],
+                r["timestamp"],
+            )
+            for r in bids.collect()
+        ),
+        key=repr,
     )
-    assert got == sorted([
-        ({"user_id": "201", "location": "USA"}, {"auction_id": "1", "bid_amount": "0.1"},
-         {"creative_id": "3", "website": "example.net"}, None, None),
-        ({"user_id": "202", "location": "Canada"}, {"auction_id": "2", "bid_amount": "0.15"},
-         {"creative_id": "4", "website": "example.org"}, None, None),
-    ], key=repr)
-    meta = bids.select(schemas.SOURCE_FILE, schemas.RUN_SEQ, schemas.INGESTION_DATE,
-                       F.to_date(schemas.INGESTED_AT).alias("d")).distinct().collect()
+    assert got == sorted(
+        [
+            (
+                {"user_id": "201", "location": "USA"},
+                {"auction_id": "1", "bid_amount": "0.1"},
+                {"creative_id": "3", "website": "example.net"},
+                None,
+                None,
+            ),
+            (
+                {"user_id": "202", "location": "Canada"},
+                {"auction_id": "2", "bid_amount": "0.15"},
+                {"creative_id": "4", "website": "example.org"},
+                None,
+                None,
+            ),
+        ],
+        key=repr,
+    )
+    meta = (
+        bids.select(
+            schemas.SOURCE_FILE,
+            schemas.RUN_SEQ,
+            schemas.INGESTION_DATE,
+            F.to_date(schemas.INGESTED_AT).alias("d"),
+        )
+        .distinct()
+        .collect()
+    )
     assert len(meta) == 1
     assert meta[0][schemas.SOURCE_FILE].endswith("/landing/bid_requests/seed.avro")
     assert meta[0][schemas.RUN_SEQ] == 1
     assert meta[0][schemas.INGESTION_DATE] == meta[0]["d"]
-    partitions = spark.sql(f"DESCRIBE DETAIL delta.`{cfg.table_path('bronze/impressions')}`").first()
+    partitions = spark.sql(
+        f"DESCRIBE DETAIL delta.`{cfg.table_path('bronze/impressions')}`"
+    ).first()
     assert partitions["partitionColumns"] == [schemas.INGESTION_DATE]
 
 
-def test_malformed_input_is_quarantined_with_reasons_and_reconciles(spark: SparkSession, cfg: AppConfig) -> None:
-    jsonl = SEED_IMPRESSIONS + '{"creative_id": 3, "user_id"\n' + '{"creative_id": 4, "user_id": 9, "cost": "abc"}\n'
+def test_malformed_input_is_quarantined_with_reasons_and_reconciles(
+    spark: SparkSession, cfg: AppConfig
+) -> None:
+    jsonl = (
+        SEED_IMPRESSIONS
+        + '{"creative_id": 3, "user_id"\n'
+        + '{"creative_id": 4, "user_id": 9, "cost": "abc"}\n'
+    )
     land(cfg, "impressions", "a.jsonl", jsonl)
     land(cfg, "impressions", "b.jsonl.gz", gzip.compress(SEED_IMPRESSIONS.encode()))
     land(cfg, "impressions", "broken.jsonl.gz", gzip.compress(SEED_IMPRESSIONS.encode() * 50)[:60])
-    land(cfg, "clicks_conversions", "a.csv", SEED_CLICKS + "2023-11-01 10:09:00,103,3\n"
-         "2023-11-01 10:09:00,103,3,click,x\n2023-11-01 10:09:00,n/a x,3,click\n")
+    land(
+        cfg,
+        "clicks_conversions",
+        "a.csv",
+        SEED_CLICKS + "2023-11-01 10:09:00,103,3\n"
+        "2023-11-01 10:09:00,103,3,click,x\n2023-11-01 10:09:00,n/a x,3,click\n",
+    )
     land(cfg, "bid_requests", "good.avro", avro_bytes(SEED_BIDS))
     many = [dict(SEED_BIDS[0], request_id=f"r-{i}") for i in range(2000)]
     whole = avro_bytes(many)
@@ -133,41 +205,75 @@ def test_malformed_input_is_quarantined_with_reasons_and_reconciles(spark: Spark
     run_batch(spark, cfg, SOURCES)
 
     q = table(spark, cfg, BRONZE_QUARANTINE.relative_path)
-    got = sorted((r["source"], r[schemas.SOURCE_FILE].rsplit("/", 1)[1], r["reason"], r["detail"] if r["reason"] != "corrupt_file" else None)
-                 for r in q.collect())
-    assert got == sorted([
-        ("impressions", "a.jsonl", "malformed_json", None),
-        ("impressions", "a.jsonl", "wrong_type", "cost"),
-        ("impressions", "broken.jsonl.gz", "corrupt_file", None),
-        ("clicks_conversions", "a.csv", "csv_column_count", "line 4: expected 4 fields (header), got 3"),
-        ("clicks_conversions", "a.csv", "csv_column_count", "line 5: expected 4 fields (header), got 5"),
-        ("clicks_conversions", "a.csv", "wrong_type", "user_id"),
-        ("bid_requests", "truncated.avro", "corrupt_file", None),
-        ("bid_requests", "not_avro.avro", "corrupt_file", None),
-    ])
+    got = sorted(
+        (
+            r["source"],
+            r[schemas.SOURCE_FILE].rsplit("/", 1)[1],
+            r["reason"],
+            r["detail"] if r["reason"] != "corrupt_file" else None,
+        )
+        for r in q.collect()
+    )
+    assert got == sorted(
+        [
+            ("impressions", "a.jsonl", "malformed_json", None),
+            ("impressions", "a.jsonl", "wrong_type", "cost"),
+            ("impressions", "broken.jsonl.gz", "corrupt_file", None),
+            (
+                "clicks_conversions",
+                "a.csv",
+                "csv_column_count",
+                "line 4: expected 4 fields (header), got 3",
+            ),
+            (
+                "clicks_conversions",
+                "a.csv",
+                "csv_column_count",
+                "line 5: expected 4 fields (header), got 5",
+            ),
+            ("clicks_conversions", "a.csv", "wrong_type", "user_id"),
+            ("bid_requests", "truncated.avro", "corrupt_file", None),
+            ("bid_requests", "not_avro.avro", "corrupt_file", None),
+        ]
+    )
     raw = {r["raw_record"] for r in q.where("reason = 'csv_column_count'").collect()}
     assert raw == {"2023-11-01 10:09:00,103,3", "2023-11-01 10:09:00,103,3,click,x"}
 
     # Per file: records in = bronze rows + quarantined rows, and the log agrees with the tables.
     log = table(spark, cfg, INGEST_FILE_LOG.relative_path).where(F.col("status") == COMMITTED)
-    per_file = {r["file_path"].rsplit("/", 1)[1]: (r["bronze_rows"], r["quarantined_rows"]) for r in log.collect()}
+    per_file = {
+        r["file_path"].rsplit("/", 1)[1]: (r["bronze_rows"], r["quarantined_rows"])
+        for r in log.collect()
+    }
     assert per_file == {
-        "a.jsonl": (2, 2), "b.jsonl.gz": (2, 0), "broken.jsonl.gz": (0, 1),
-        "a.csv": (2, 3), "good.avro": (2, 0), "truncated.avro": (0, 1), "not_avro.avro": (0, 1),
+        "a.jsonl": (2, 2),
+        "b.jsonl.gz": (2, 0),
+        "broken.jsonl.gz": (0, 1),
+        "a.csv": (2, 3),
+        "good.avro": (2, 0),
+        "truncated.avro": (0, 1),
+        "not_avro.avro": (0, 1),
     }
     bronze_total = sum(table(spark, cfg, f"bronze/{s}").count() for s in SOURCES)
     assert bronze_total == sum(v[0] for v in per_file.values()) == 8
     assert q.count() == sum(v[1] for v in per_file.values()) == 8
 
 
-def test_rerun_adds_nothing_and_new_files_are_picked_up(spark: SparkSession, cfg: AppConfig) -> None:
+def test_rerun_adds_nothing_and_new_files_are_picked_up(
+    spark: SparkSession, cfg: AppConfig
+) -> None:
     land_seed(cfg)
     run_batch(spark, cfg, SOURCES)
     before = versions(spark, cfg)
     assert run_batch(spark, cfg, SOURCES) == []
     assert versions(spark, cfg) == before
 
-    land(cfg, "impressions", "later.jsonl", '{"creative_id": 9, "user_id": 5, "timestamp": "2026-11-01T10:00:00Z", "website": "n.com"}\n')
+    land(
+        cfg,
+        "impressions",
+        "later.jsonl",
+        '{"creative_id": 9, "user_id": 5, "timestamp": "2026-11-01T10:00:00Z", "website": "n.com"}\n',
+    )
     results = run_batch(spark, cfg, ["impressions"])
     assert [(r.run_seq, r.files, r.bronze_rows) for r in results] == [(2, 1, 1)]
     imp = table(spark, cfg, "bronze/impressions")
@@ -183,8 +289,11 @@ def test_crash_mid_run_is_repaired_exactly_once(
     from adlake import storage
 
     real_append = storage.append_idempotent
-    target = {"bronze": "bronze.impressions", "quarantine": "bronze.quarantine",
-              "commit_log": "ops.ingest_file_log"}[crash_at]
+    target = {
+        "bronze": "bronze.impressions",
+        "quarantine": "bronze.quarantine",
+        "commit_log": "ops.ingest_file_log",
+    }[crash_at]
 
     def crashing_append(df: DataFrame, spec: Any, location: str, app_id: str, version: int) -> None:
         real_append(df, spec, location, app_id, version)
@@ -200,18 +309,26 @@ def test_crash_mid_run_is_repaired_exactly_once(
     land(cfg, "impressions", "b.jsonl", SEED_IMPRESSIONS)
     BronzeIngestor(spark, cfg, "impressions").run_batch()
     imp = table(spark, cfg, "bronze/impressions")
-    assert sorted((r[schemas.SOURCE_FILE].rsplit("/", 1)[1], r["user_id"]) for r in imp.collect()) == [
-        ("a.jsonl", "101"), ("a.jsonl", "102"), ("b.jsonl", "101"), ("b.jsonl", "102")
-    ]
+    assert sorted(
+        (r[schemas.SOURCE_FILE].rsplit("/", 1)[1], r["user_id"]) for r in imp.collect()
+    ) == [("a.jsonl", "101"), ("a.jsonl", "102"), ("b.jsonl", "101"), ("b.jsonl", "102")]
     assert table(spark, cfg, BRONZE_QUARANTINE.relative_path).count() == 1
     log = table(spark, cfg, INGEST_FILE_LOG.relative_path).where(F.col("status") == COMMITTED)
-    assert sorted((r["run_seq"], r["file_path"].rsplit("/", 1)[1]) for r in log.collect()) == [(1, "a.jsonl"), (2, "b.jsonl")]
+    assert sorted((r["run_seq"], r["file_path"].rsplit("/", 1)[1]) for r in log.collect()) == [
+        (1, "a.jsonl"),
+        (2, "b.jsonl"),
+    ]
 
 
 def test_available_now_stream_equals_batch(spark: SparkSession, tmp_path: Path) -> None:
     batch_cfg = config_for(tmp_path / "batch", **{"paths.landing": str(tmp_path / "landing")})
-    stream_cfg = config_for(tmp_path / "stream", **{"paths.landing": str(tmp_path / "landing"),
-                                                    "sources.impressions.max_files_per_trigger": 1})
+    stream_cfg = config_for(
+        tmp_path / "stream",
+        **{
+            "paths.landing": str(tmp_path / "landing"),
+            "sources.impressions.max_files_per_trigger": 1,
+        },
+    )
     land_seed(batch_cfg)
     land(batch_cfg, "impressions", "more.jsonl", SEED_IMPRESSIONS + "{bad\n")
     run_batch(spark, batch_cfg, SOURCES)
@@ -222,13 +339,21 @@ def test_available_now_stream_equals_batch(spark: SparkSession, tmp_path: Path) 
         finally:
             q.stop()
     drop = [schemas.INGESTED_AT, schemas.INGESTION_DATE, schemas.RUN_SEQ]
-    for rel in ["bronze/impressions", "bronze/clicks_conversions", "bronze/bid_requests", "bronze/quarantine"]:
+    for rel in [
+        "bronze/impressions",
+        "bronze/clicks_conversions",
+        "bronze/bid_requests",
+        "bronze/quarantine",
+    ]:
         assert_df_equality(
-            table(spark, batch_cfg, rel).drop(*drop), table(spark, stream_cfg, rel).drop(*drop),
+            table(spark, batch_cfg, rel).drop(*drop),
+            table(spark, stream_cfg, rel).drop(*drop),
             ignore_row_order=True,
         )
     # max_files_per_trigger=1: two impression files arrive in two micro-batches, two runs.
-    runs = table(spark, stream_cfg, INGEST_FILE_LOG.relative_path).where("source = 'impressions' AND status = 'committed'")
+    runs = table(spark, stream_cfg, INGEST_FILE_LOG.relative_path).where(
+        "source = 'impressions' AND status = 'committed'"
+    )
     assert runs.select("run_seq").distinct().count() == 2
     assert {r["mode"] for r in runs.collect()} == {"stream"}
     # A batch run after the stream finds nothing new: the file log is shared by both modes.

@@ -28,8 +28,15 @@ def _land_impressions(cfg: AppConfig) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for f in range(FILES):
         lines = [
-            json.dumps({"impression_id": f"imp-{f}-{i}", "creative_id": i % 7, "user_id": i,
-                        "timestamp": "2026-11-01 10:00:00", "website": "example.com"})
+            json.dumps(
+                {
+                    "impression_id": f"imp-{f}-{i}",
+                    "creative_id": i % 7,
+                    "user_id": i,
+                    "timestamp": "2026-11-01 10:00:00",
+                    "website": "example.com",
+                }
+            )
             for i in range(LINES)
         ]
         (folder / f"part-{f:03d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -37,9 +44,21 @@ def _land_impressions(cfg: AppConfig) -> None:
 
 def _start(config: Path, trigger: str, log_file: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "jobs" / "bronze_ingest.py"), "--config", str(config),
-         "--source", "impressions", "--mode", "stream", "--trigger", trigger],
-        cwd=ROOT, stdout=log_file.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "bronze_ingest.py"),
+            "--config",
+            str(config),
+            "--source",
+            "impressions",
+            "--mode",
+            "stream",
+            "--trigger",
+            trigger,
+        ],
+        cwd=ROOT,
+        stdout=log_file.open("wb"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -50,13 +69,17 @@ def _log_versions(cfg: AppConfig) -> list[int]:
     return sorted(int(p.name.split(".")[0]) for p in log_dir.glob("*.json"))
 
 
-def _wait_for(predicate, timeout: float, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(
+    predicate, timeout: float, proc: subprocess.Popen[bytes], what: str, log: Path
+) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         if proc.poll() is not None:
-            raise AssertionError(f"job exited ({proc.returncode}) before {what}:\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"job exited ({proc.returncode}) before {what}:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.05)
     proc.kill()
     raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
@@ -70,14 +93,22 @@ def _setup(tmp_path: Path) -> tuple[Path, AppConfig]:
     return config, cfg
 
 
-def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(spark: SparkSession, tmp_path: Path) -> None:
+def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
+    spark: SparkSession, tmp_path: Path
+) -> None:
     config, cfg = _setup(tmp_path)
     log = tmp_path / "run1.log"
     proc = _start(config, "1 second", log)
     try:
         # Log versions: 0 = create, then per run: plan (odd), commit (even). Kill right after
         # the second run's plan lands, i.e. while that run's bronze append is in flight.
-        _wait_for(lambda: any(v >= 3 and v % 2 == 1 for v in _log_versions(cfg)), 300, proc, "a second plan", log)
+        _wait_for(
+            lambda: any(v >= 3 and v % 2 == 1 for v in _log_versions(cfg)),
+            300,
+            proc,
+            "a second plan",
+            log,
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -92,7 +123,9 @@ def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(spark: Spar
     bronze = spark.read.format("delta").load(cfg.table_path("bronze/impressions"))
     assert bronze.count() == FILES * LINES
     assert bronze.select("impression_id").distinct().count() == FILES * LINES
-    per_file = {r[0].rsplit("/", 1)[1]: r[1] for r in bronze.groupBy(schemas.SOURCE_FILE).count().collect()}
+    per_file = {
+        r[0].rsplit("/", 1)[1]: r[1] for r in bronze.groupBy(schemas.SOURCE_FILE).count().collect()
+    }
     assert per_file == {f"part-{f:03d}.jsonl": LINES for f in range(FILES)}
     file_log = spark.read.format("delta").load(cfg.table_path("ops/ingest_file_log"))
     committed = file_log.where("status = 'committed'")
@@ -107,7 +140,13 @@ def test_sigterm_stops_a_continuous_stream_cleanly(spark: SparkSession, tmp_path
     log = tmp_path / "run.log"
     proc = _start(config, "1 second", log)
     try:
-        _wait_for(lambda: any(v >= 2 and v % 2 == 0 for v in _log_versions(cfg)), 300, proc, "a committed run", log)
+        _wait_for(
+            lambda: any(v >= 2 and v % 2 == 0 for v in _log_versions(cfg)),
+            300,
+            proc,
+            "a committed run",
+            log,
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(180) == 0, log.read_text()[-3000:]
     finally:

@@ -18,7 +18,10 @@ from pyspark.sql.types import (
 from adlake import bronze, schemas
 
 LINES = StructType(
-    [StructField("value", StringType(), True), StructField(schemas.SOURCE_FILE, StringType(), False)]
+    [
+        StructField("value", StringType(), True),
+        StructField(schemas.SOURCE_FILE, StringType(), False),
+    ]
 )
 F1 = "file:/landing/a"
 
@@ -36,7 +39,9 @@ def _parsed_schema(names: list[str]) -> StructType:
     )
 
 
-def _assert_rows(actual: DataFrame, expected_rows: list[tuple[object, ...]], names: list[str]) -> None:
+def _assert_rows(
+    actual: DataFrame, expected_rows: list[tuple[object, ...]], names: list[str]
+) -> None:
     expected = actual.sparkSession.createDataFrame(expected_rows, _parsed_schema(names))
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -44,11 +49,21 @@ def _assert_rows(actual: DataFrame, expected_rows: list[tuple[object, ...]], nam
 def test_json_lines_seed_record_wrong_types_rescue_and_malformed(spark: SparkSession) -> None:
     seed = '{"creative_id": 1, "user_id": 101, "timestamp": "2023-11-01 10:00:00", "website": "example.com"}'
     drift = '{"creative_id": "c-9", "user_id": 7, "timestamp": 1730455200000, "website": "x.org", "cost": 0.0012, "placement_id": "p-1", "extra": {"a": 1}}'
-    wrong = '{"creative_id": 2, "user_id": {"id": 7}, "timestamp": "t", "website": "w", "cost": "abc"}'
+    wrong = (
+        '{"creative_id": 2, "user_id": {"id": 7}, "timestamp": "t", "website": "w", "cost": "abc"}'
+    )
     broken = '{"creative_id": 5, "user_id"'
     not_object = "[1, 2]"
     lines = spark.createDataFrame(
-        [(seed, F1), (drift, F1), (wrong, F1), (broken, F1), (not_object, F1), ("   ", F1), ("", F1)],
+        [
+            (seed, F1),
+            (drift, F1),
+            (wrong, F1),
+            (broken, F1),
+            (not_object, F1),
+            ("   ", F1),
+            ("", F1),
+        ],
         LINES,
     )
     actual = lines.transform(bronze.parse_json_lines(schemas.IMPRESSION_FIELDS))
@@ -60,10 +75,41 @@ def test_json_lines_seed_record_wrong_types_rescue_and_malformed(spark: SparkSes
     _assert_rows(
         actual,
         [
-            (*row(creative_id="1", user_id="101", timestamp="2023-11-01 10:00:00", website="example.com"), None, F1, seed, None, None),
-            (*row(creative_id="c-9", user_id="7", timestamp="1730455200000", website="x.org", cost="0.0012"),
-             '{"placement_id":"p-1","extra":"{\\"a\\":1}"}', F1, drift, None, None),
-            (*row(creative_id="2", user_id='{"id":7}', timestamp="t", website="w", cost="abc"), None, F1, wrong, "wrong_type", "user_id,cost"),
+            (
+                *row(
+                    creative_id="1",
+                    user_id="101",
+                    timestamp="2023-11-01 10:00:00",
+                    website="example.com",
+                ),
+                None,
+                F1,
+                seed,
+                None,
+                None,
+            ),
+            (
+                *row(
+                    creative_id="c-9",
+                    user_id="7",
+                    timestamp="1730455200000",
+                    website="x.org",
+                    cost="0.0012",
+                ),
+                '{"placement_id":"p-1","extra":"{\\"a\\":1}"}',
+                F1,
+                drift,
+                None,
+                None,
+            ),
+            (
+                *row(creative_id="2", user_id='{"id":7}', timestamp="t", website="w", cost="abc"),
+                None,
+                F1,
+                wrong,
+                "wrong_type",
+                "user_id,cost",
+            ),
             (*row(), None, F1, broken, "malformed_json", None),
             (*row(), None, F1, not_object, "malformed_json", None),
         ],
@@ -72,7 +118,10 @@ def test_json_lines_seed_record_wrong_types_rescue_and_malformed(spark: SparkSes
 
 
 CSV_FILE = StructType(
-    [StructField("value", StringType(), True), StructField(schemas.SOURCE_FILE, StringType(), False)]
+    [
+        StructField("value", StringType(), True),
+        StructField(schemas.SOURCE_FILE, StringType(), False),
+    ]
 )
 
 
@@ -100,19 +149,79 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
     _assert_rows(
         actual,
         [
-            (*row(timestamp="2023-11-01 10:02:00", user_id="101", campaign_id="1", conversion_type="signup"),
-             None, "file:/c/1.csv", "2023-11-01 10:02:00,101,1,signup", None, None),
-            (*row(), None, "file:/c/1.csv", "2023-11-01 10:06:00,102,2", "csv_column_count",
-             "line 3: expected 4 fields (header), got 3"),
-            (*row(timestamp="2023-11-01 10:07:00", user_id="103", campaign_id="3", conversion_type='a "quoted", type'),
-             None, "file:/c/1.csv", '"2023-11-01 10:07:00",103,"3","a ""quoted"", type"', None, None),
-            (*row(), None, "file:/c/1.csv", "2023-11-01 10:08:00,104,4,click,extra", "csv_column_count",
-             "line 6: expected 4 fields (header), got 5"),
-            (*row(event_id="e-1", timestamp="2026-11-01T10:00:00Z", user_id="u1", campaign_id="7", creative_id="70",
-                  conversion_type="purchase", revenue="12.50"),
-             '{"channel":"email"}', "file:/c/2.csv", "e-1,purchase,2026-11-01T10:00:00Z,u1,7,70,12.50,email", None, None),
-            (*row(event_id="e-2", timestamp="1730455200000", user_id="u 2", campaign_id="7", conversion_type="Purchase", revenue="abc"),
-             None, "file:/c/2.csv", "e-2,Purchase,1730455200000,u 2,7,,abc,", "wrong_type", "user_id,revenue"),
+            (
+                *row(
+                    timestamp="2023-11-01 10:02:00",
+                    user_id="101",
+                    campaign_id="1",
+                    conversion_type="signup",
+                ),
+                None,
+                "file:/c/1.csv",
+                "2023-11-01 10:02:00,101,1,signup",
+                None,
+                None,
+            ),
+            (
+                *row(),
+                None,
+                "file:/c/1.csv",
+                "2023-11-01 10:06:00,102,2",
+                "csv_column_count",
+                "line 3: expected 4 fields (header), got 3",
+            ),
+            (
+                *row(
+                    timestamp="2023-11-01 10:07:00",
+                    user_id="103",
+                    campaign_id="3",
+                    conversion_type='a "quoted", type',
+                ),
+                None,
+                "file:/c/1.csv",
+                '"2023-11-01 10:07:00",103,"3","a ""quoted"", type"',
+                None,
+                None,
+            ),
+            (
+                *row(),
+                None,
+                "file:/c/1.csv",
+                "2023-11-01 10:08:00,104,4,click,extra",
+                "csv_column_count",
+                "line 6: expected 4 fields (header), got 5",
+            ),
+            (
+                *row(
+                    event_id="e-1",
+                    timestamp="2026-11-01T10:00:00Z",
+                    user_id="u1",
+                    campaign_id="7",
+                    creative_id="70",
+                    conversion_type="purchase",
+                    revenue="12.50",
+                ),
+                '{"channel":"email"}',
+                "file:/c/2.csv",
+                "e-1,purchase,2026-11-01T10:00:00Z,u1,7,70,12.50,email",
+                None,
+                None,
+            ),
+            (
+                *row(
+                    event_id="e-2",
+                    timestamp="1730455200000",
+                    user_id="u 2",
+                    campaign_id="7",
+                    conversion_type="Purchase",
+                    revenue="abc",
+                ),
+                None,
+                "file:/c/2.csv",
+                "e-2,Purchase,1730455200000,u 2,7,,abc,",
+                "wrong_type",
+                "user_id,revenue",
+            ),
         ],
         names,
     )
@@ -122,10 +231,31 @@ AVRO_LIKE = StructType(
     [
         StructField("request_id", StringType(), True),
         StructField("timestamp", TimestampType(), True),
-        StructField("user_info", StructType([StructField("user_id", LongType()), StructField("location", StringType()),
-                                             StructField("segment", StringType())]), True),
-        StructField("auction_details", StructType([StructField("auction_id", LongType()), StructField("bid_amount", DoubleType())]), True),
-        StructField("ad_targeting", StructType([StructField("creative_id", LongType()), StructField("website", StringType())]), True),
+        StructField(
+            "user_info",
+            StructType(
+                [
+                    StructField("user_id", LongType()),
+                    StructField("location", StringType()),
+                    StructField("segment", StringType()),
+                ]
+            ),
+            True,
+        ),
+        StructField(
+            "auction_details",
+            StructType(
+                [StructField("auction_id", LongType()), StructField("bid_amount", DoubleType())]
+            ),
+            True,
+        ),
+        StructField(
+            "ad_targeting",
+            StructType(
+                [StructField("creative_id", LongType()), StructField("website", StringType())]
+            ),
+            True,
+        ),
         StructField("exchange", StringType(), True),
         StructField(schemas.SOURCE_FILE, StringType(), False),
     ]
@@ -135,8 +265,24 @@ AVRO_LIKE = StructType(
 def test_bid_requests_projection_keeps_nesting_and_rescues_drift(spark: SparkSession) -> None:
     df = spark.createDataFrame(
         [
-            ("r-1", datetime(2026, 11, 1, 10, 0, 0, 250000), (201, "USA", "sports"), (1, 0.1), (3, "example.net"), "adx", "file:/b/1.avro"),
-            (None, None, (202, "Canada", None), (2, 0.15), (4, "example.org"), None, "file:/b/1.avro"),
+            (
+                "r-1",
+                datetime(2026, 11, 1, 10, 0, 0, 250000),
+                (201, "USA", "sports"),
+                (1, 0.1),
+                (3, "example.net"),
+                "adx",
+                "file:/b/1.avro",
+            ),
+            (
+                None,
+                None,
+                (202, "Canada", None),
+                (2, 0.15),
+                (4, "example.org"),
+                None,
+                "file:/b/1.avro",
+            ),
         ],
         AVRO_LIKE,
     )
@@ -155,7 +301,12 @@ def test_bid_requests_projection_keeps_nesting_and_rescues_drift(spark: SparkSes
     assert second["auction_details"].asDict() == {"auction_id": "2", "bid_amount": "0.15"}
     assert second[schemas.RESCUED_DATA] == '{"user_info":{}}'
     assert [c for c in actual.columns if not c.startswith("_")] == [
-        "request_id", "timestamp", "user_info", "auction_details", "ad_targeting", "device"
+        "request_id",
+        "timestamp",
+        "user_info",
+        "auction_details",
+        "ad_targeting",
+        "device",
     ]
 
 

@@ -31,8 +31,14 @@ def test_uri_paths_keep_their_scheme(tmp_path: Path) -> None:
         (lambda d: d["paths"].update(landng="x"), "paths.landng"),
         (lambda d: d.update(extra=1), "extra"),
         (lambda d: d["paths"].pop("checkpoints"), "paths.checkpoints"),
-        (lambda d: d["sources"]["impressions"].update(max_files_per_trigger=0), "sources.impressions.max_files_per_trigger"),
-        (lambda d: d["sources"]["impressions"].update(max_files_per_trigger="10"), "sources.impressions.max_files_per_trigger"),
+        (
+            lambda d: d["sources"]["impressions"].update(max_files_per_trigger=0),
+            "sources.impressions.max_files_per_trigger",
+        ),
+        (
+            lambda d: d["sources"]["impressions"].update(max_files_per_trigger="10"),
+            "sources.impressions.max_files_per_trigger",
+        ),
         (lambda d: d["sources"].pop("bid_requests"), "sources.bid_requests"),
         (lambda d: d["jvm"].update(packages=["io.delta:delta-spark"]), "jvm.packages"),
         (lambda d: d["stream"].update(trigger="soon"), "stream.trigger"),

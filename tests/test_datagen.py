@@ -22,6 +22,7 @@ from typing import Any
 import fastavro
 import pytest
 import yaml
+
 from adlake import datagen
 from adlake.datagen import (
     BID_REQUESTS,

@@ -1,4 +1,4 @@
-"""Generated landing files -> bronze -> silver, against exact counts from the generator's manifest."""
+"""Generated landing files -> bronze -> silver, checked against the generator's manifest."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ SILVER = ("impressions", "clicks", "conversions", "bid_requests")
 
 def _landing(cfg: AppConfig, impressions: int = 400) -> dict[str, Any]:
     return generate_landing(
-        DatagenConfig(impressions=impressions, seed=11, files=2, duplicate_rate=0.03, malformed_rate=0.02),
+        DatagenConfig(
+            impressions=impressions, seed=11, files=2, duplicate_rate=0.03, malformed_rate=0.02
+        ),
         Path(cfg.paths.landing),
     )
 
@@ -43,19 +45,24 @@ def _expected(manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
     csv = [e for e in files.values() if e["source"] == "clicks_conversions"]
     seed_csv = sum(e["seed_records"] for e in csv)  # the seed rows are conversions
     return {
-        "impressions": (total("impressions", "seed_records") + total("impressions", "clean_records"),
-                        total("impressions", "duplicate")),
+        "impressions": (
+            total("impressions", "seed_records") + total("impressions", "clean_records"),
+            total("impressions", "duplicate"),
+        ),
         "clicks": (sum(e["clicks"] for e in csv), None),  # type: ignore[dict-item]
         "conversions": (sum(e["conversions"] for e in csv) + seed_csv, None),  # type: ignore[dict-item]
         "bid_requests": (
-            total("bid_requests", "seed_records", skip_truncated=True) + total("bid_requests", "clean_records", skip_truncated=True),
+            total("bid_requests", "seed_records", skip_truncated=True)
+            + total("bid_requests", "clean_records", skip_truncated=True),
             total("bid_requests", "duplicate", skip_truncated=True),
         ),
     }
 
 
 @pytest.fixture(scope="module")
-def pipeline(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, dict[str, Any], list[silver_run.AuditRow]]:
+def pipeline(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[AppConfig, dict[str, Any], list[silver_run.AuditRow]]:
     cfg = config_for(tmp_path_factory.mktemp("silver_e2e"))
     manifest = _landing(cfg)
     bronze_ingest.run_batch(spark, cfg, SOURCES)
@@ -74,13 +81,21 @@ def test_end_to_end_counts_match_the_manifest(spark: SparkSession, pipeline: Any
         assert by_source[name].rows_written == rows
     assert by_source["impressions"].duplicates == expected["impressions"][1]
     assert by_source["bid_requests"].duplicates == expected["bid_requests"][1]
-    csv_dups = sum(e["defects"]["duplicate"] for e in manifest["files"].values() if e["source"] == "clicks_conversions")
+    csv_dups = sum(
+        e["defects"]["duplicate"]
+        for e in manifest["files"].values()
+        if e["source"] == "clicks_conversions"
+    )
     assert by_source["clicks"].duplicates + by_source["conversions"].duplicates == csv_dups
     # The generated data is clean after bronze: nothing is quarantined in silver.
     assert _table(spark, cfg, "silver/quarantine").count() == 0
     # Keys are unique and never null.
-    for name, key in [("impressions", "impression_id"), ("clicks", "event_id"), ("conversions", "event_id"),
-                      ("bid_requests", "request_id")]:
+    for name, key in [
+        ("impressions", "impression_id"),
+        ("clicks", "event_id"),
+        ("conversions", "event_id"),
+        ("bid_requests", "request_id"),
+    ]:
         df = _table(spark, cfg, f"silver/{name}")
         assert df.where(F.col(key).isNull()).count() == 0
         assert df.select(key).distinct().count() == df.count()
@@ -91,7 +106,10 @@ def test_audit_reconciles_every_row(spark: SparkSession, pipeline: Any) -> None:
     audit = _table(spark, cfg, "ops/batch_audit")
     assert audit.where("rows_in != rows_written + quarantined + duplicates").count() == 0
     bronze_rows = {s: _table(spark, cfg, f"bronze/{s}").count() for s in SOURCES}
-    per_source = {r["source"]: r["n"] for r in audit.groupBy("source").agg(F.sum("rows_in").alias("n")).collect()}
+    per_source = {
+        r["source"]: r["n"]
+        for r in audit.groupBy("source").agg(F.sum("rows_in").alias("n")).collect()
+    }
     assert per_source["impressions"] == bronze_rows["impressions"]
     assert per_source["clicks"] + per_source["conversions"] == bronze_rows["clicks_conversions"]
     assert per_source["bid_requests"] == bronze_rows["bid_requests"]
@@ -99,17 +117,42 @@ def test_audit_reconciles_every_row(spark: SparkSession, pipeline: Any) -> None:
 
 def test_case_study_records_are_standardized(spark: SparkSession, pipeline: Any) -> None:
     cfg, _m, _a = pipeline
-    imp = _table(spark, cfg, "silver/impressions").where("user_id IN ('101', '102')").where("event_date = '2023-11-01'")
-    got = sorted((r["user_id"], r["creative_id"], r["campaign_id"], r["website"], str(r["event_ts"]), r["impression_id"][:2])
-                 for r in imp.collect())
-    assert got == [("101", "1", "1", "example.com", "2023-11-01 10:00:00", "h:"),
-                   ("102", "2", "2", "example.org", "2023-11-01 10:05:00", "h:")]
+    imp = (
+        _table(spark, cfg, "silver/impressions")
+        .where("user_id IN ('101', '102')")
+        .where("event_date = '2023-11-01'")
+    )
+    got = sorted(
+        (
+            r["user_id"],
+            r["creative_id"],
+            r["campaign_id"],
+            r["website"],
+            str(r["event_ts"]),
+            r["impression_id"][:2],
+        )
+        for r in imp.collect()
+    )
+    assert got == [
+        ("101", "1", "1", "example.com", "2023-11-01 10:00:00", "h:"),
+        ("102", "2", "2", "example.org", "2023-11-01 10:05:00", "h:"),
+    ]
     conv = _table(spark, cfg, "silver/conversions").where("event_date = '2023-11-01'")
-    assert sorted((r["user_id"], r["campaign_id"], r["conversion_type"], str(r["event_ts"])) for r in conv.collect()) == [
-        ("101", "1", "signup", "2023-11-01 10:02:00"), ("102", "2", "purchase", "2023-11-01 10:06:00")]
+    assert sorted(
+        (r["user_id"], r["campaign_id"], r["conversion_type"], str(r["event_ts"]))
+        for r in conv.collect()
+    ) == [
+        ("101", "1", "signup", "2023-11-01 10:02:00"),
+        ("102", "2", "purchase", "2023-11-01 10:06:00"),
+    ]
     bids = _table(spark, cfg, "silver/bid_requests").where("auction_id IN ('1', '2')")
-    assert sorted((r["user_id"], r["country"], str(r["bid_amount"]), r["creative_id"], r["website"]) for r in bids.collect()) == [
-        ("201", "US", "0.100000", "3", "example.net"), ("202", "CA", "0.150000", "4", "example.org")]
+    assert sorted(
+        (r["user_id"], r["country"], str(r["bid_amount"]), r["creative_id"], r["website"])
+        for r in bids.collect()
+    ) == [
+        ("201", "US", "0.100000", "3", "example.net"),
+        ("202", "CA", "0.150000", "4", "example.org"),
+    ]
 
 
 def test_rerun_changes_nothing(spark: SparkSession, pipeline: Any) -> None:
@@ -120,11 +163,15 @@ def test_rerun_changes_nothing(spark: SparkSession, pipeline: Any) -> None:
     # Re-processing all of bronze (as a replay after a crash would) writes nothing either.
     processor = silver_run.SilverProcessor(spark, cfg, "batch")
     replay = processor.process("impressions", _table(spark, cfg, "bronze/impressions"), batch_id=99)
-    assert [(a.rows_written, a.quarantined, a.duplicates == a.rows_in) for a in replay] == [(0, 0, True)]
+    assert [(a.rows_written, a.quarantined, a.duplicates == a.rows_in) for a in replay] == [
+        (0, 0, True)
+    ]
     assert {n: _table(spark, cfg, f"silver/{n}").count() for n in SILVER} == before
 
 
-def test_available_now_stream_equals_batch(spark: SparkSession, pipeline: Any, tmp_path: Path) -> None:
+def test_available_now_stream_equals_batch(
+    spark: SparkSession, pipeline: Any, tmp_path: Path
+) -> None:
     cfg, _m, _a = pipeline
     # Same bronze tables, a second silver written by the streaming path.
     stream_cfg = config_for(tmp_path, **{"paths.lakehouse": cfg.paths.lakehouse + "_stream"})
@@ -132,7 +179,9 @@ def test_available_now_stream_equals_batch(spark: SparkSession, pipeline: Any, t
 
     for s in SOURCES:
         shutil.copytree(cfg.table_path(f"bronze/{s}"), stream_cfg.table_path(f"bronze/{s}"))
-    shutil.copytree(Path(cfg.paths.landing) / "reference", Path(stream_cfg.paths.landing) / "reference")
+    shutil.copytree(
+        Path(cfg.paths.landing) / "reference", Path(stream_cfg.paths.landing) / "reference"
+    )
     processor = silver_run.SilverProcessor(spark, stream_cfg, "stream")
     for s in SOURCES:
         q = silver_run.start_stream(processor, s, "available-now")
@@ -141,5 +190,8 @@ def test_available_now_stream_equals_batch(spark: SparkSession, pipeline: Any, t
         finally:
             q.stop()
     for name in SILVER:
-        assert_df_equality(_table(spark, cfg, f"silver/{name}"), _table(spark, stream_cfg, f"silver/{name}"),
-                           ignore_row_order=True)
+        assert_df_equality(
+            _table(spark, cfg, f"silver/{name}"),
+            _table(spark, stream_cfg, f"silver/{name}"),
+            ignore_row_order=True,
+        )

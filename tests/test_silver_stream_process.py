@@ -11,20 +11,41 @@ import pytest
 from pyspark.sql import SparkSession
 
 from adlake import bronze_ingest
-from tests.test_bronze_stream_process import FILES, LINES, ROOT, _land_impressions, _setup, _wait_for
+from tests.test_bronze_stream_process import (
+    FILES,
+    LINES,
+    ROOT,
+    _land_impressions,
+    _setup,
+    _wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def _start(config: Path, trigger: str, log_file: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "jobs" / "silver_transform.py"), "--config", str(config),
-         "--source", "impressions", "--mode", "stream", "--trigger", trigger],
-        cwd=ROOT, stdout=log_file.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "silver_transform.py"),
+            "--config",
+            str(config),
+            "--source",
+            "impressions",
+            "--mode",
+            "stream",
+            "--trigger",
+            trigger,
+        ],
+        cwd=ROOT,
+        stdout=log_file.open("wb"),
+        stderr=subprocess.STDOUT,
     )
 
 
-def test_silver_stream_sigkill_then_restart_writes_each_row_once(spark: SparkSession, tmp_path: Path) -> None:
+def test_silver_stream_sigkill_then_restart_writes_each_row_once(
+    spark: SparkSession, tmp_path: Path
+) -> None:
     config, cfg = _setup(tmp_path)
     # One bronze run per file, so the silver stream (1 file per trigger) has several batches.
     landing = Path(cfg.landing_path("impressions"))
@@ -42,7 +63,9 @@ def test_silver_stream_sigkill_then_restart_writes_each_row_once(spark: SparkSes
     proc = _start(config, "1 second", log)
     try:
         # Kill as soon as the first micro-batch is audited, while later ones are in flight.
-        _wait_for(lambda: len(list(audit_log.glob("*.json"))) >= 2, 300, proc, "a silver batch", log)
+        _wait_for(
+            lambda: len(list(audit_log.glob("*.json"))) >= 2, 300, proc, "a silver batch", log
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:

@@ -11,8 +11,6 @@ from typing import Any
 import pycountry
 import pytest
 import yaml
-from adlake import schemas, silver
-from adlake.config import ConfigError
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,6 +26,9 @@ from pyspark.sql.types import (
     StructType,
     TimestampType,
 )
+
+from adlake import schemas, silver
+from adlake.config import ConfigError
 
 F1 = "file:/landing/a"
 F2 = "file:/landing/b"
@@ -76,10 +77,18 @@ def test_parse_event_ts_every_format_in_utc_and_new_york(spark: SparkSession) ->
         # seed format: wall clock in source_tz (New York is on EDT, UTC-4, until 2023-11-05)
         ("seed", "2023-11-01 10:00:00", ten, utc(2023, 11, 1, 14, 0)),
         ("seed_winter", "2024-01-15 08:30:00", utc(2024, 1, 15, 8, 30), utc(2024, 1, 15, 13, 30)),
-        ("seed_fraction", "2023-11-01 10:00:00.5", utc(2023, 11, 1, 10, 0, 0, 500000),
-         utc(2023, 11, 1, 14, 0, 0, 500000)),
-        ("seed_nanos_truncated", "2024-01-15 08:30:00.123456789",
-         utc(2024, 1, 15, 8, 30, 0, 123456), utc(2024, 1, 15, 13, 30, 0, 123456)),
+        (
+            "seed_fraction",
+            "2023-11-01 10:00:00.5",
+            utc(2023, 11, 1, 10, 0, 0, 500000),
+            utc(2023, 11, 1, 14, 0, 0, 500000),
+        ),
+        (
+            "seed_nanos_truncated",
+            "2024-01-15 08:30:00.123456789",
+            utc(2024, 1, 15, 8, 30, 0, 123456),
+            utc(2024, 1, 15, 13, 30, 0, 123456),
+        ),
         ("seed_blanks", "  2023-11-01 10:00:00\t", ten, utc(2023, 11, 1, 14, 0)),
         # DST gap (02:30 does not exist: moved forward to 03:30 EDT) and overlap (earlier offset)
         ("dst_gap", "2024-03-10 02:30:00", utc(2024, 3, 10, 2, 30), utc(2024, 3, 10, 7, 30)),
@@ -87,29 +96,57 @@ def test_parse_event_ts_every_format_in_utc_and_new_york(spark: SparkSession) ->
         # ISO-8601 with an offset: source_tz is irrelevant
         ("iso_colon", "2023-11-01T10:00:00+02:00", utc(2023, 11, 1, 8, 0), utc(2023, 11, 1, 8, 0)),
         ("iso_compact", "2023-11-01T10:00:00+0200", utc(2023, 11, 1, 8, 0), utc(2023, 11, 1, 8, 0)),
-        ("iso_negative_fraction", "2023-11-01T10:00:00.25-05:30",
-         utc(2023, 11, 1, 15, 30, 0, 250000), utc(2023, 11, 1, 15, 30, 0, 250000)),
+        (
+            "iso_negative_fraction",
+            "2023-11-01T10:00:00.25-05:30",
+            utc(2023, 11, 1, 15, 30, 0, 250000),
+            utc(2023, 11, 1, 15, 30, 0, 250000),
+        ),
         ("iso_z", "2023-11-01T10:00:00Z", ten, ten),
-        ("iso_z_millis", "2026-11-01T09:30:00.123Z", utc(2026, 11, 1, 9, 30, 0, 123000),
-         utc(2026, 11, 1, 9, 30, 0, 123000)),
+        (
+            "iso_z_millis",
+            "2026-11-01T09:30:00.123Z",
+            utc(2026, 11, 1, 9, 30, 0, 123000),
+            utc(2026, 11, 1, 9, 30, 0, 123000),
+        ),
         ("iso_lower_case", "2023-11-01t10:00:00z", ten, ten),
         ("space_with_offset", "2023-11-01 12:00:00+02:00", ten, ten),
         # ISO-8601 without an offset: wall clock in source_tz
         ("iso_local", "2023-11-01T10:00:00", ten, utc(2023, 11, 1, 14, 0)),
-        ("iso_local_summer", "2024-07-04T12:00:00.1", utc(2024, 7, 4, 12, 0, 0, 100000),
-         utc(2024, 7, 4, 16, 0, 0, 100000)),
+        (
+            "iso_local_summer",
+            "2024-07-04T12:00:00.1",
+            utc(2024, 7, 4, 12, 0, 0, 100000),
+            utc(2024, 7, 4, 16, 0, 0, 100000),
+        ),
         # epoch milliseconds (12-14 digits) and seconds (9-11 digits): absolute instants
         ("epoch_ms", "1730455200000", utc(2024, 11, 1, 10, 0), utc(2024, 11, 1, 10, 0)),
-        ("epoch_ms_fraction", "1730455200123", utc(2024, 11, 1, 10, 0, 0, 123000),
-         utc(2024, 11, 1, 10, 0, 0, 123000)),
-        ("epoch_ms_12_digits", "100000000000", utc(1973, 3, 3, 9, 46, 40),
-         utc(1973, 3, 3, 9, 46, 40)),
-        ("epoch_ms_14_digits", "99999999999999", utc(5138, 11, 16, 9, 46, 39, 999000),
-         utc(5138, 11, 16, 9, 46, 39, 999000)),
+        (
+            "epoch_ms_fraction",
+            "1730455200123",
+            utc(2024, 11, 1, 10, 0, 0, 123000),
+            utc(2024, 11, 1, 10, 0, 0, 123000),
+        ),
+        (
+            "epoch_ms_12_digits",
+            "100000000000",
+            utc(1973, 3, 3, 9, 46, 40),
+            utc(1973, 3, 3, 9, 46, 40),
+        ),
+        (
+            "epoch_ms_14_digits",
+            "99999999999999",
+            utc(5138, 11, 16, 9, 46, 39, 999000),
+            utc(5138, 11, 16, 9, 46, 39, 999000),
+        ),
         ("epoch_s", "1730455200", utc(2024, 11, 1, 10, 0), utc(2024, 11, 1, 10, 0)),
         ("epoch_s_9_digits", "100000000", utc(1973, 3, 3, 9, 46, 40), utc(1973, 3, 3, 9, 46, 40)),
-        ("epoch_s_11_digits", "99999999999", utc(5138, 11, 16, 9, 46, 39),
-         utc(5138, 11, 16, 9, 46, 39)),
+        (
+            "epoch_s_11_digits",
+            "99999999999",
+            utc(5138, 11, 16, 9, 46, 39),
+            utc(5138, 11, 16, 9, 46, 39),
+        ),
         # unparsable -> null, never an error
         ("8_digits", "20231101", None, None),
         ("15_digits", "123456789012345", None, None),
@@ -461,9 +498,7 @@ FLAGS = struct(
 
 
 def flags(df: DataFrame, id_col: str) -> DataFrame:
-    return df.select(
-        F.col(id_col).alias("id"), "_quarantine_rules", "_warn_rules", "_fail_rules"
-    )
+    return df.select(F.col(id_col).alias("id"), "_quarantine_rules", "_warn_rules", "_fail_rules")
 
 
 def test_default_rules_parse_and_horizon_rule_is_off_until_uncommented() -> None:

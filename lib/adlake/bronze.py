@@ -12,7 +12,7 @@ from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, MapType, StringType, StructField, StructType
+from pyspark.sql.types import DataType, StringType, StructField, StructType
 
 from adlake import schemas
 from adlake.schemas import ID, NUMBER, SourceField
@@ -94,7 +94,7 @@ def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], D
         records = lines.where(F.trim(F.col("value")) != "").select(
             F.col("value").alias(RAW_RECORD),
             F.col(schemas.SOURCE_FILE),
-            F.from_json(F.col("value"), MapType(StringType(), StringType())).alias("_fields"),
+            F.from_json(F.col("value"), "map<string,string>").alias("_fields"),
         )
         return _from_map(
             records, F.col("_fields"), contract, F.col("_fields").isNull(), MALFORMED_JSON
@@ -181,7 +181,11 @@ def project_bid_requests(df: DataFrame) -> DataFrame:
         known = {f.name for f in fields}
         if not group:
             for f in fields:
-                col = _as_text(F.col(f.name), by_name[f.name].dataType) if f.name in by_name else F.lit(None)
+                col = (
+                    _as_text(F.col(f.name), by_name[f.name].dataType)
+                    if f.name in by_name
+                    else F.lit(None)
+                )
                 projected.append(col.cast("string").alias(f.name))
                 wrong_checks.append((f.name, F.col(f.name), f.kind))
             continue
@@ -218,7 +222,9 @@ def project_bid_requests(df: DataFrame) -> DataFrame:
         *projected,
         F.when(rescued_json != "{}", rescued_json).alias(schemas.RESCUED_DATA),
         F.col(schemas.SOURCE_FILE),
-        F.to_json(F.struct(*[F.col(c) for c in by_name if c not in contract_meta])).alias(RAW_RECORD),
+        F.to_json(F.struct(*[F.col(c) for c in by_name if c not in contract_meta])).alias(
+            RAW_RECORD
+        ),
     )
     wrong = wrong_type_fields(
         [(name, _nested(projected_df, name), kind) for name, _col, kind in wrong_checks]
@@ -253,7 +259,9 @@ def with_ingest_metadata(ingested_at: datetime, run_seq: int) -> Callable[[DataF
 
 def bronze_rows(parsed: DataFrame) -> DataFrame:
     """Good records: the contract fields and metadata, rejects left out."""
-    return parsed.where(F.col(REJECT_REASON).isNull()).drop(REJECT_REASON, REJECT_DETAIL, RAW_RECORD)
+    return parsed.where(F.col(REJECT_REASON).isNull()).drop(
+        REJECT_REASON, REJECT_DETAIL, RAW_RECORD
+    )
 
 
 def quarantine_rows(source: str) -> Callable[[DataFrame], DataFrame]:

@@ -1,4 +1,4 @@
-"""Bronze ingestion runs: landing files -> bronze tables + quarantine, exactly once, batch or stream.
+"""Bronze ingestion runs: landing files -> bronze tables and quarantine, exactly once.
 
 Both modes go through `ingest_files`. The file log (`ops/ingest_file_log`) is a write-ahead
 log: a run first records the files it plans to ingest, then appends to bronze and quarantine
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import (
     BinaryType,
     LongType,
@@ -34,7 +34,7 @@ from pyspark.sql.types import (
 
 from adlake import bronze, schemas, storage
 from adlake.config import AppConfig
-from adlake.streams import stop_on_signals, trigger_options, wait_for_queries
+from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import BRONZE_BY_SOURCE, BRONZE_QUARANTINE, INGEST_FILE_LOG
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class BronzeIngestor:
         jvm = self.spark.sparkContext._jvm
         assert jvm is not None
         path = jvm.org.apache.hadoop.fs.Path(self.landing_dir)
-        path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).mkdirs(path)  # type: ignore[union-attr]
+        path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).mkdirs(path)
 
     # -- entry points ---------------------------------------------------------------------
     def run_batch(self) -> list[RunResult]:
@@ -132,7 +132,7 @@ class BronzeIngestor:
         return self.ingest_files(listed.select("path"), mode="batch")
 
     def start_stream(self, trigger: str) -> StreamingQuery:
-        """Start a Structured Streaming query that discovers new files and ingests each micro-batch."""
+        """Start a stream that discovers new files and ingests each micro-batch of them."""
         self.ensure_tables()
         self.ensure_landing_dir()
         discovered = (
@@ -154,7 +154,8 @@ class BronzeIngestor:
             .queryName(f"bronze_{self.source}")
             .option("checkpointLocation", self.cfg.checkpoint_path(f"bronze/{self.source}"))
         )
-        return writer.trigger(**trigger_options(trigger)).start()  # type: ignore[arg-type]
+        query: StreamingQuery = with_trigger(writer, trigger).start()
+        return query
 
     # -- the write-ahead protocol ---------------------------------------------------------
     def ingest_files(self, candidates: DataFrame, mode: str) -> list[RunResult]:
@@ -188,7 +189,9 @@ class BronzeIngestor:
             rows = pending_runs[run_seq]
             log.warning("%s: redoing run %d left pending by a crash", self.source, run_seq)
             results.append(
-                self._execute(run_seq, sorted(r["file_path"] for r in rows), rows[0]["logged_at"], mode)
+                self._execute(
+                    run_seq, sorted(r["file_path"] for r in rows), rows[0]["logged_at"], mode
+                )
             )
 
         new_files = sorted(
@@ -233,9 +236,13 @@ class BronzeIngestor:
         df = self.spark.createDataFrame(rows, INGEST_FILE_LOG.schema)
         # plan -> version 2k, commit -> 2k+1: both idempotent, strictly increasing per source.
         version = 2 * run_seq + (1 if status == COMMITTED else 0)
-        storage.append_idempotent(df, INGEST_FILE_LOG, self.log_path, f"adlake-ingest-log-{self.source}", version)
+        storage.append_idempotent(
+            df, INGEST_FILE_LOG, self.log_path, f"adlake-ingest-log-{self.source}", version
+        )
 
-    def _execute(self, run_seq: int, files: list[str], ingested_at: datetime, mode: str) -> RunResult:
+    def _execute(
+        self, run_seq: int, files: list[str], ingested_at: datetime, mode: str
+    ) -> RunResult:
         started = time.monotonic()
         corrupt: dict[str, str] = {}
         while True:
@@ -263,11 +270,17 @@ class BronzeIngestor:
                         f"{self.source} run {run_seq}: read failed: {_first_line(exc)}"
                     ) from exc
                 corrupt[blamed] = _first_line(exc)
-                log.warning("%s run %d: quarantining unreadable file %s", self.source, run_seq, blamed)
+                log.warning(
+                    "%s run %d: quarantining unreadable file %s", self.source, run_seq, blamed
+                )
         try:
             counts = {r[schemas.SOURCE_FILE]: (int(r["good"]), int(r["bad"])) for r in per_file}
             storage.append_idempotent(
-                parsed.transform(bronze.bronze_rows), self.spec, self.bronze_path, self.app_id, run_seq
+                parsed.transform(bronze.bronze_rows),
+                self.spec,
+                self.bronze_path,
+                self.app_id,
+                run_seq,
             )
             storage.append_idempotent(
                 parsed.transform(bronze.quarantine_rows(self.source)),
@@ -284,11 +297,25 @@ class BronzeIngestor:
         bad = sum(c[1] for c in counts.values())
         self._write_log(run_seq, files, COMMITTED, mode, ingested_at, counts)
         result = RunResult(
-            self.source, run_seq, mode, len(files), good, bad, len(corrupt), time.monotonic() - started
+            self.source,
+            run_seq,
+            mode,
+            len(files),
+            good,
+            bad,
+            len(corrupt),
+            time.monotonic() - started,
         )
         log.info(
             "%s run %d (%s): files=%d bronze_rows=%d quarantined=%d corrupt_files=%d in %.1fs",
-            self.source, run_seq, mode, result.files, good, bad, len(corrupt), result.seconds,
+            self.source,
+            run_seq,
+            mode,
+            result.files,
+            good,
+            bad,
+            len(corrupt),
+            result.seconds,
         )
         return result
 
@@ -298,29 +325,37 @@ class BronzeIngestor:
         parts: list[DataFrame] = []
         if files:
             if self.source == "impressions":
-                parts.append(self._read_text(files, whole=False).transform(
-                    bronze.parse_json_lines(schemas.IMPRESSION_FIELDS)))
+                parts.append(
+                    self._read_text(files, whole=False).transform(
+                        bronze.parse_json_lines(schemas.IMPRESSION_FIELDS)
+                    )
+                )
             elif self.source == "clicks_conversions":
-                parts.append(self._read_text(files, whole=True).transform(
-                    bronze.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS)))
+                parts.append(
+                    self._read_text(files, whole=True).transform(
+                        bronze.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS)
+                    )
+                )
             else:
                 parts.extend(self._read_avro(files, corrupt))
         if corrupt:
-            corrupt_df = self.spark.createDataFrame(sorted(corrupt.items()), bronze.CORRUPT_FILE_SCHEMA)
+            corrupt_df = self.spark.createDataFrame(
+                sorted(corrupt.items()), bronze.CORRUPT_FILE_SCHEMA
+            )
             parts.append(bronze.corrupt_file_rows(corrupt_df))
         if not parts:
             return self._empty_parsed()
         columns = parts[0].columns
         result = parts[0]
         for part in parts[1:]:
-            result = result.unionByName(part.select(*[c for c in columns if c in part.columns]),
-                                        allowMissingColumns=True)
+            result = result.unionByName(
+                part.select(*[c for c in columns if c in part.columns]), allowMissingColumns=True
+            )
         return result
 
     def _read_text(self, files: list[str], whole: bool) -> DataFrame:
-        return (
-            self.spark.read.text(files, wholetext=whole)
-            .select("value", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE))
+        return self.spark.read.text(files, wholetext=whole).select(
+            "value", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE)
         )
 
     def _read_avro(self, files: list[str], corrupt: dict[str, str]) -> list[DataFrame]:
@@ -345,7 +380,7 @@ class BronzeIngestor:
     def _avro_writer_schema(self, path: str) -> str:
         jvm = self.spark.sparkContext._jvm
         assert jvm is not None
-        conf = self.spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+        conf = self.spark.sparkContext._jsc.hadoopConfiguration()
         reader = jvm.org.apache.avro.file.DataFileReader.openReader(
             jvm.org.apache.avro.mapred.FsInput(jvm.org.apache.hadoop.fs.Path(path), conf),
             jvm.org.apache.avro.generic.GenericDatumReader(),
@@ -356,10 +391,16 @@ class BronzeIngestor:
             reader.close()
 
     def _empty_parsed(self) -> DataFrame:
-        fields = [f for f in self.spec.schema.fields if f.name not in (
-            schemas.INGESTED_AT, schemas.INGESTION_DATE, schemas.RUN_SEQ)]
-        extra = [StructField(bronze.RAW_RECORD, StringType()), StructField(bronze.REJECT_REASON, StringType()),
-                 StructField(bronze.REJECT_DETAIL, StringType())]
+        fields = [
+            f
+            for f in self.spec.schema.fields
+            if f.name not in (schemas.INGESTED_AT, schemas.INGESTION_DATE, schemas.RUN_SEQ)
+        ]
+        extra = [
+            StructField(bronze.RAW_RECORD, StringType()),
+            StructField(bronze.REJECT_REASON, StringType()),
+            StructField(bronze.REJECT_DETAIL, StringType()),
+        ]
         return self.spark.createDataFrame([], StructType(fields + extra))
 
 

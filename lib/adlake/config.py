@@ -1,4 +1,4 @@
-"""Typed configuration loaded once from `conf/<env>.yaml` and validated with errors naming the key."""
+"""Typed configuration, loaded once from `conf/<env>.yaml`; errors name the bad key."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SOURCES: tuple[str, ...] = ("impressions", "clicks_conversions", "bid_requests")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
@@ -138,7 +138,14 @@ class _Section:
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., *, nullable: bool = False) -> Any:
+    def get(
+        self,
+        name: str,
+        kind: type | tuple[type, ...],
+        default: Any = ...,
+        *,
+        nullable: bool = False,
+    ) -> Any:
         self.seen.add(name)
         if name not in self.data:
             if default is ...:
@@ -202,7 +209,7 @@ def _positive_int(section: _Section, name: str, default: int) -> int:
 
 
 def parse_config(data: Any, base_dir: Path) -> AppConfig:
-    """Validate a loaded YAML document into an AppConfig; relative paths resolve against base_dir."""
+    """Validate a loaded YAML document; relative paths resolve against `base_dir`."""
     root = _Section(data, "")
     env = root.get("env", str)
 
@@ -281,8 +288,14 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
 
     root.done()
     return AppConfig(
-        env=env, paths=paths, spark=spark, jvm=jvm, sources=sources, stream=stream,
-        silver=silver, raw=data,
+        env=env,
+        paths=paths,
+        spark=spark,
+        jvm=jvm,
+        sources=sources,
+        stream=stream,
+        silver=silver,
+        raw=data,
     )
 
 

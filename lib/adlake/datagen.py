@@ -51,13 +51,14 @@ from pathlib import Path
 from typing import Any, Final
 
 import fastavro
+from fastavro.write import Writer as AvroWriter
+
 from adlake.schemas import (
     BID_REQUEST_AVRO_SCHEMA,
     CLICK_CONVERSION_FIELDS,
     CREATIVE_COLUMNS,
     IMPRESSION_FIELDS,
 )
-from fastavro.write import Writer as AvroWriter
 
 logger = logging.getLogger(__name__)
 

@@ -59,7 +59,9 @@ def build_spark(cfg: AppConfig, overrides: Mapping[str, str] | None = None) -> S
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
     _check_class(spark, "org.apache.spark.sql.delta.catalog.DeltaCatalog", "Delta Lake")
     _check_class(spark, "org.apache.spark.sql.avro.AvroFileFormat", "spark-avro")
-    log.info("spark session ready: master=%s packages=%s", spark.sparkContext.master, cfg.jvm.packages)
+    log.info(
+        "spark session ready: master=%s packages=%s", spark.sparkContext.master, cfg.jvm.packages
+    )
     return spark
 
 
@@ -67,7 +69,9 @@ def _check_class(spark: SparkSession, class_name: str, what: str) -> None:
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     try:
-        jvm.java.lang.Class.forName(class_name, True, jvm.Thread.currentThread().getContextClassLoader())
+        jvm.java.lang.Class.forName(
+            class_name, True, jvm.Thread.currentThread().getContextClassLoader()
+        )
     except Exception as exc:  # py4j wraps ClassNotFoundException
         raise MissingJvmPackageError(
             f"{what} is not on the classpath ({class_name}). Run scripts/setup.sh to resolve "

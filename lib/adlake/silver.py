@@ -747,6 +747,8 @@ def drop_duplicates_in_batch(df: DataFrame) -> DataFrame:
         F.col(schemas.SOURCE_FILE).asc_nulls_last(),
         content.asc_nulls_last(),
     )
-    return df.withColumn("_dedup_rank", F.row_number().over(order)).where(
-        "_dedup_rank = 1"
-    ).drop("_dedup_rank")
+    return (
+        df.withColumn("_dedup_rank", F.row_number().over(order))
+        .where("_dedup_rank = 1")
+        .drop("_dedup_rank")
+    )

@@ -1,4 +1,4 @@
-"""Silver runs: bronze Delta tables -> silver tables, quarantine and ops/batch_audit (batch or stream).
+"""Silver runs: bronze Delta tables -> silver tables, quarantine and ops/batch_audit.
 
 Each bronze batch (a batch run's new bronze rows, or a streaming micro-batch) goes through one
 function, `SilverProcessor.process`, so batch and available-now stream runs give identical
@@ -21,12 +21,12 @@ from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import StringType, StructField, StructType
 
 from adlake import schemas, silver, storage
 from adlake.config import AppConfig
-from adlake.streams import stop_on_signals, trigger_options, wait_for_queries
+from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import (
     BATCH_AUDIT,
     BRONZE_BY_SOURCE,
@@ -64,7 +64,10 @@ CREATIVES_CSV_SCHEMA = StructType(
     [StructField(name, StringType(), True) for name in schemas.CREATIVE_COLUMNS]
 )
 _METADATA = {
-    schemas.RESCUED_DATA, schemas.SOURCE_FILE, schemas.INGESTED_AT, schemas.RUN_SEQ,
+    schemas.RESCUED_DATA,
+    schemas.SOURCE_FILE,
+    schemas.INGESTED_AT,
+    schemas.RUN_SEQ,
     schemas.INGESTION_DATE,
 }
 
@@ -119,9 +122,14 @@ class SilverProcessor:
         location = self.cfg.table_path(SILVER_CREATIVES.relative_path)
         reference = self.cfg.landing_path("reference/creatives.csv")
         try:
-            raw = self.spark.read.csv(reference, header=True, schema=CREATIVES_CSV_SCHEMA, mode="PERMISSIVE")
+            raw = self.spark.read.csv(
+                reference, header=True, schema=CREATIVES_CSV_SCHEMA, mode="PERMISSIVE"
+            )
             loaded = raw.select(
-                *[silver.canonical_id(F.col(c)).alias(c) for c in ("creative_id", "campaign_id", "advertiser_id")],
+                *[
+                    silver.canonical_id(F.col(c)).alias(c)
+                    for c in ("creative_id", "campaign_id", "advertiser_id")
+                ],
                 F.trim("creative_name").alias("creative_name"),
                 F.trim("ad_format").alias("ad_format"),
                 F.col("_metadata.file_path").alias(schemas.SOURCE_FILE),
@@ -164,7 +172,10 @@ class SilverProcessor:
             df = bronze_rows.transform(silver.standardize_clicks_conversions(self.tz)).transform(
                 silver.enrich_with_creatives(creatives, fill_campaign=False)
             )
-            return [("clicks", silver.split_clicks(df)), ("conversions", silver.split_conversions(df))]
+            return [
+                ("clicks", silver.split_clicks(df)),
+                ("conversions", silver.split_conversions(df)),
+            ]
         df = (
             bronze_rows.transform(silver.standardize_bid_requests(self.tz))
             .transform(silver.enrich_with_creatives(creatives))
@@ -172,7 +183,9 @@ class SilverProcessor:
         )
         return [("bid_requests", df)]
 
-    def _write_target(self, target: str, df: DataFrame, batch_id: int, started: datetime) -> AuditRow:
+    def _write_target(
+        self, target: str, df: DataFrame, batch_id: int, started: datetime
+    ) -> AuditRow:
         spec = SPECS[target]
         id_col, business = ID_AND_BUSINESS[target]
         checked = (
@@ -190,18 +203,26 @@ class SilverProcessor:
                     f"{target} batch {batch_id}: rows fail rule(s) with action 'fail': {failed}"
                 )
             quarantine_rules = F.col(silver.RULE_COLUMNS[silver.QUARANTINE])
-            good = checked.where(F.size(quarantine_rules) == 0).transform(silver.drop_duplicates_in_batch)
+            good = checked.where(F.size(quarantine_rules) == 0).transform(
+                silver.drop_duplicates_in_batch
+            )
             written = storage.merge_insert_new(good, spec, self.cfg.table_path(spec.relative_path))
-            bad = checked.where(F.size(quarantine_rules) > 0).select(
-                F.lit(target).alias("source"),
-                F.col(silver.RECORD).alias("record"),
-                quarantine_rules.alias("failed_rules"),
-                F.lit(self.run_id).alias("run_id"),
-                F.lit(batch_id).cast("long").alias("batch_id"),
-                F.lit(started).alias("quarantined_at"),
-                F.col(schemas.SOURCE_FILE),
-                F.sha2(F.concat_ws("\u001f", F.lit(target), F.col(silver.RECORD)), 256).alias("_record_key"),
-            ).dropDuplicates(["_record_key"])
+            bad = (
+                checked.where(F.size(quarantine_rules) > 0)
+                .select(
+                    F.lit(target).alias("source"),
+                    F.col(silver.RECORD).alias("record"),
+                    quarantine_rules.alias("failed_rules"),
+                    F.lit(self.run_id).alias("run_id"),
+                    F.lit(batch_id).cast("long").alias("batch_id"),
+                    F.lit(started).alias("quarantined_at"),
+                    F.col(schemas.SOURCE_FILE),
+                    F.sha2(F.concat_ws("\u001f", F.lit(target), F.col(silver.RECORD)), 256).alias(
+                        "_record_key"
+                    ),
+                )
+                .dropDuplicates(["_record_key"])
+            )
             quarantined = storage.merge_insert_new(
                 bad, SILVER_QUARANTINE, self.cfg.table_path(SILVER_QUARANTINE.relative_path)
             )
@@ -221,7 +242,13 @@ class SilverProcessor:
         self._write_audit(row, stats, started)
         log.info(
             "silver %s batch %d: in=%d written=%d quarantined=%d duplicates=%d late=%d warned=%d",
-            target, batch_id, row.rows_in, written, quarantined, row.duplicates, row.late_rows,
+            target,
+            batch_id,
+            row.rows_in,
+            written,
+            quarantined,
+            row.duplicates,
+            row.late_rows,
             row.warned_rows,
         )
         return row
@@ -229,19 +256,26 @@ class SilverProcessor:
     def _late_threshold(self, target: str) -> datetime | None:
         """Newest event time written by earlier batches, minus `late_after`: older rows are late."""
         audit = storage.read_table(self.spark, self.cfg.table_path(BATCH_AUDIT.relative_path))
-        newest = audit.where((F.col("job") == JOB) & (F.col("source") == target)).agg(
-            F.max("max_event_ts")
-        ).first()
+        newest = (
+            audit.where((F.col("job") == JOB) & (F.col("source") == target))
+            .agg(F.max("max_event_ts"))
+            .first()
+        )
         if newest is None or newest[0] is None:
             return None
-        return newest[0] - timedelta(seconds=self.cfg.silver.late_after_seconds)
+        newest_ts: datetime = newest[0]
+        return newest_ts - timedelta(seconds=self.cfg.silver.late_after_seconds)
 
     def _batch_stats(self, checked: DataFrame, threshold: datetime | None) -> dict:  # type: ignore[type-arg]
         """Counts for the audit in one pass over the cached batch (plus one for rule names)."""
         late = F.col(silver.EVENT_TS) < F.lit(threshold) if threshold else F.lit(False)
-        raw_country = next((c for c in ("country_raw", "location_raw") if c in checked.columns), None)
+        raw_country = next(
+            (c for c in ("country_raw", "location_raw") if c in checked.columns), None
+        )
         country_unknown = (
-            F.col("country").isNull() & F.col(raw_country).isNotNull() if raw_country else F.lit(False)
+            F.col("country").isNull() & F.col(raw_country).isNotNull()
+            if raw_country
+            else F.lit(False)
         )
         totals = checked.agg(
             F.count(F.lit(1)).alias("rows_in"),
@@ -277,12 +311,28 @@ class SilverProcessor:
     def _write_audit(self, row: AuditRow, stats: dict, started: datetime) -> None:  # type: ignore[type-arg]
         ended = datetime.now(timezone.utc).replace(tzinfo=None)
         audit = self.spark.createDataFrame(
-            [(
-                self.run_id, JOB, row.source, self.mode, row.batch_id, row.rows_in, row.rows_written,
-                row.quarantined, row.duplicates, row.late_rows, row.warned_rows,
-                row.unknown_countries, row.rule_counts, stats["run_min"], stats["run_max"],
-                stats["max_event_ts"], started, ended,
-            )],
+            [
+                (
+                    self.run_id,
+                    JOB,
+                    row.source,
+                    self.mode,
+                    row.batch_id,
+                    row.rows_in,
+                    row.rows_written,
+                    row.quarantined,
+                    row.duplicates,
+                    row.late_rows,
+                    row.warned_rows,
+                    row.unknown_countries,
+                    row.rule_counts,
+                    stats["run_min"],
+                    stats["run_max"],
+                    stats["max_event_ts"],
+                    started,
+                    ended,
+                )
+            ],
             BATCH_AUDIT.schema,
         )
         storage.merge_insert_new(audit, BATCH_AUDIT, self.cfg.table_path(BATCH_AUDIT.relative_path))
@@ -294,7 +344,9 @@ def processed_bronze_run(spark: SparkSession, cfg: AppConfig, source: str) -> in
     audit = storage.read_table(spark, cfg.table_path(BATCH_AUDIT.relative_path))
     done = {
         r["source"]: r["m"]
-        for r in audit.where((F.col("job") == JOB) & F.col("source").isin(*TARGETS_BY_SOURCE[source]))
+        for r in audit.where(
+            (F.col("job") == JOB) & F.col("source").isin(*TARGETS_BY_SOURCE[source])
+        )
         .groupBy("source")
         .agg(F.max("bronze_run_seq_max").alias("m"))
         .collect()
@@ -318,9 +370,7 @@ def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> li
     return rows
 
 
-def start_stream(
-    processor: SilverProcessor, source: str, trigger: str
-) -> StreamingQuery:
+def start_stream(processor: SilverProcessor, source: str, trigger: str) -> StreamingQuery:
     """A Structured Streaming query over the bronze Delta table, written through `process`."""
     cfg = processor.cfg
     bronze_path = cfg.table_path(BRONZE_BY_SOURCE[source].relative_path)
@@ -339,7 +389,8 @@ def start_stream(
         .queryName(f"silver_{source}")
         .option("checkpointLocation", cfg.checkpoint_path(f"silver/{source}"))
     )
-    return writer.trigger(**trigger_options(trigger)).start()  # type: ignore[arg-type]
+    query: StreamingQuery = with_trigger(writer, trigger).start()
+    return query
 
 
 def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:

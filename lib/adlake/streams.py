@@ -8,7 +8,8 @@ import threading
 import time
 from types import FrameType
 
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.streaming.readwriter import DataStreamWriter
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,9 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def wait_for_queries(queries: list[StreamingQuery], stop: threading.Event, timeout_seconds: int) -> None:
+def wait_for_queries(
+    queries: list[StreamingQuery], stop: threading.Event, timeout_seconds: int
+) -> None:
     """Block until every query ends; on `stop`, let each running micro-batch finish, then stop.
 
     Raises if a query died with an error, so the job exits non-zero.
@@ -36,13 +39,17 @@ def wait_for_queries(queries: list[StreamingQuery], stop: threading.Event, timeo
             if stop.is_set():
                 deadline = time.monotonic() + timeout_seconds
                 for q in queries:
-                    while q.isActive and q.status.get("isTriggerActive") and time.monotonic() < deadline:
+                    while (
+                        q.isActive
+                        and q.status.get("isTriggerActive")
+                        and time.monotonic() < deadline
+                    ):
                         time.sleep(0.2)
                     q.stop()
                     log.info("stream %s stopped", q.name)
                 break
             for q in queries:
-                q.awaitTermination(0.5)
+                q.awaitTermination(1)
     finally:
         for q in queries:
             if q.isActive:
@@ -53,6 +60,8 @@ def wait_for_queries(queries: list[StreamingQuery], stop: threading.Event, timeo
             raise RuntimeError(f"stream {q.name} failed: {error}")
 
 
-def trigger_options(trigger: str) -> dict[str, object]:
-    """Keyword arguments for DataStreamWriter.trigger from a validated trigger string."""
-    return {"availableNow": True} if trigger == "available-now" else {"processingTime": trigger}
+def with_trigger(writer: DataStreamWriter, trigger: str) -> DataStreamWriter:
+    """Apply a validated trigger string: `available-now` or a processing-time interval."""
+    if trigger == "available-now":
+        return writer.trigger(availableNow=True)
+    return writer.trigger(processingTime=trigger)

@@ -122,7 +122,10 @@ BATCH_AUDIT = TableSpec(
     relative_path="ops/batch_audit",
     schema=schemas.BATCH_AUDIT_SCHEMA,
     keys=("run_id", "job", "source", "batch_id"),
-    description="One row per job run (or micro-batch) and source; rows_in = written + quarantined + duplicates.",
+    description=(
+        "One row per job run (or micro-batch) and source; "
+        "rows_in = written + quarantined + duplicates."
+    ),
 )
 
 ALL_TABLES = (
