@@ -14,6 +14,8 @@ demo: setup
 	@bash scripts/demo.sh "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
 
 test: setup
+	@.venv/bin/ruff check lib jobs scripts tests
+	@.venv/bin/mypy lib jobs scripts
 	@.venv/bin/python -m pytest -q
 
 lint: setup

@@ -1,4 +1,4 @@
-"""End-to-end pipeline on one SparkSession: bronze ingestion, silver, then a summary of every table.
+"""End-to-end pipeline on one SparkSession: bronze, silver, gold, then a summary of every table.
 
 scripts/spark_submit.sh jobs/run_pipeline.py
 """
@@ -9,14 +9,14 @@ import argparse
 import logging
 import sys
 
-from adlake import bronze_ingest, silver_run
+from adlake import bronze_ingest, gold_run, silver_run
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
 from adlake.session import build_spark
 from adlake.summary import format_counts, table_counts
 
 log = logging.getLogger("adlake.jobs.run_pipeline")
-STAGES = ("bronze", "silver")
+STAGES = ("bronze", "silver", "gold")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -59,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
                     a.quarantined,
                     a.duplicates,
                     a.late_rows,
+                )
+        if "gold" in stages:
+            gold_run.build_gold(spark, cfg)
+            print("\nTop campaigns by ROAS (attributed conversions: last touch / linear)")
+            for row in gold_run.top_campaigns_by_roas(spark, cfg):
+                roas = "-" if row["roas"] is None else f"{row['roas']:.2f}"
+                print(
+                    f"  campaign {row['campaign_id']:>6}  roas {roas:>7}  spend {row['spend']:>12}"
+                    f"  revenue {row['revenue']:>12}  last_touch {row['last_touch'] or 0:8.2f}"
+                    f"  linear {row['linear'] or 0:8.2f}"
                 )
         print("\nAdLake tables (" + cfg.paths.lakehouse + ")")
         print(format_counts(table_counts(spark, cfg)))

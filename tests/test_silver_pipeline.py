@@ -195,3 +195,93 @@ def test_available_now_stream_equals_batch(
             _table(spark, stream_cfg, f"silver/{name}"),
             ignore_row_order=True,
         )
+
+
+# ------------------------------------------------------------------------------------ gold
+def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
+    spark: SparkSession, pipeline: Any, tmp_path: Path
+) -> None:
+    import shutil
+    from datetime import timedelta
+
+    from adlake import gold_run
+    from adlake.attribution import ALL_MODELS
+
+    cfg, _m, _a = pipeline
+    gold_cfg = config_for(tmp_path, **{"paths.lakehouse": str(tmp_path / "lake")})
+    for name in (*SILVER, "creatives"):
+        shutil.copytree(cfg.table_path(f"silver/{name}"), gold_cfg.table_path(f"silver/{name}"))
+
+    written = gold_run.build_gold(spark, gold_cfg)
+    assert set(written) == set(gold_run.GOLD_TABLES)
+    attribution = _table(spark, gold_cfg, gold_run.CONVERSION_ATTRIBUTION)
+    conversions = _table(spark, gold_cfg, "silver/conversions").count()
+    sums = attribution.groupBy("conversion_id", "model").agg(
+        F.sum("credit").alias("s"), F.min("credit").alias("lo")
+    )
+    assert sums.count() == conversions * len(ALL_MODELS)
+    assert sums.where("abs(s - 1.0) > 1e-9 OR lo < 0").count() == 0
+
+    before = {t: _table(spark, gold_cfg, t).collect() for t in gold_run.GOLD_TABLES}
+    gold_run.build_gold(spark, gold_cfg)
+    for t in gold_run.GOLD_TABLES:
+        assert sorted(map(repr, _table(spark, gold_cfg, t).collect())) == sorted(
+            map(repr, before[t])
+        )
+
+    # A late click just before a conversion credited to a view (or to nothing) becomes its
+    # last touch on the next run: the conversion is restated, not duplicated.
+    lonely = (
+        attribution.where("model = 'last_touch' AND touch_type != 'click'")
+        .orderBy("conversion_id")
+        .first()
+    )
+    assert lonely is not None
+    clicks = _table(spark, gold_cfg, "silver/clicks")
+    late = spark.createDataFrame(
+        [
+            (
+                "late-click-1",
+                lonely["conversion_ts"] - timedelta(minutes=1),
+                lonely["user_id"],
+                lonely["campaign_id"],
+                None,
+                "click",
+                "file:/late.csv",
+                None,
+                None,
+            )
+        ],
+        "event_id string, event_ts timestamp, user_id string, campaign_id string, creative_id string,"
+        " conversion_type string, _source_file string, _bronze_ingested_at timestamp, _rescued_data string",
+    ).select(
+        "event_id",
+        "event_ts",
+        F.to_date("event_ts").alias("event_date"),
+        F.hour("event_ts").alias("event_hour"),
+        "user_id",
+        "campaign_id",
+        "creative_id",
+        "conversion_type",
+        "_source_file",
+        "_bronze_ingested_at",
+        "_rescued_data",
+    )
+    late.select(*clicks.columns).write.format("delta").mode("append").save(
+        gold_cfg.table_path("silver/clicks")
+    )
+    gold_run.build_gold(spark, gold_cfg, "attribution")
+    restated = _table(spark, gold_cfg, gold_run.CONVERSION_ATTRIBUTION).where(
+        F.col("conversion_id") == lonely["conversion_id"]
+    )
+    last = restated.where("model = 'last_touch'").collect()
+    assert [(r["touch_id"], r["touch_type"], r["credit"]) for r in last] == [
+        ("late-click-1", "click", 1.0)
+    ]
+    assert (
+        restated.groupBy("model").agg(F.sum("credit").alias("s")).where("abs(s - 1) > 1e-9").count()
+        == 0
+    )
+    assert _table(spark, gold_cfg, gold_run.CONVERSION_ATTRIBUTION).count() >= len(
+        before[gold_run.CONVERSION_ATTRIBUTION]
+    )

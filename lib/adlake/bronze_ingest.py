@@ -273,28 +273,31 @@ class BronzeIngestor:
                 log.warning(
                     "%s run %d: quarantining unreadable file %s", self.source, run_seq, blamed
                 )
-        try:
-            counts = {r[schemas.SOURCE_FILE]: (int(r["good"]), int(r["bad"])) for r in per_file}
-            storage.append_idempotent(
-                parsed.transform(bronze.bronze_rows),
-                self.spec,
-                self.bronze_path,
-                self.app_id,
-                run_seq,
-            )
-            storage.append_idempotent(
-                parsed.transform(bronze.quarantine_rows(self.source)),
-                BRONZE_QUARANTINE,
-                self.quarantine_path,
-                self.app_id,
-                run_seq,
-            )
-        finally:
-            parsed.unpersist()
+        counts = {r[schemas.SOURCE_FILE]: (int(r["good"]), int(r["bad"])) for r in per_file}
         for path in files:
             counts.setdefault(path, (0, 0))
         good = sum(c[0] for c in counts.values())
         bad = sum(c[1] for c in counts.values())
+        try:
+            # An empty side is not appended: the file log's commit row records the zero count.
+            if good:
+                storage.append_idempotent(
+                    parsed.transform(bronze.bronze_rows),
+                    self.spec,
+                    self.bronze_path,
+                    self.app_id,
+                    run_seq,
+                )
+            if bad:
+                storage.append_idempotent(
+                    parsed.transform(bronze.quarantine_rows(self.source)),
+                    BRONZE_QUARANTINE,
+                    self.quarantine_path,
+                    self.app_id,
+                    run_seq,
+                )
+        finally:
+            parsed.unpersist()
         self._write_log(run_seq, files, COMMITTED, mode, ingested_at, counts)
         result = RunResult(
             self.source,

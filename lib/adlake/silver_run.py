@@ -206,7 +206,12 @@ class SilverProcessor:
             good = checked.where(F.size(quarantine_rules) == 0).transform(
                 silver.drop_duplicates_in_batch
             )
-            written = storage.merge_insert_new(good, spec, self.cfg.table_path(spec.relative_path))
+            # An empty side skips its MERGE: no scan of the target, no empty commit.
+            written = (
+                storage.merge_insert_new(good, spec, self.cfg.table_path(spec.relative_path))
+                if stats["rows_in"] > stats["rejected_rows"]
+                else 0
+            )
             bad = (
                 checked.where(F.size(quarantine_rules) > 0)
                 .select(
@@ -223,8 +228,12 @@ class SilverProcessor:
                 )
                 .dropDuplicates(["_record_key"])
             )
-            quarantined = storage.merge_insert_new(
-                bad, SILVER_QUARANTINE, self.cfg.table_path(SILVER_QUARANTINE.relative_path)
+            quarantined = (
+                storage.merge_insert_new(
+                    bad, SILVER_QUARANTINE, self.cfg.table_path(SILVER_QUARANTINE.relative_path)
+                )
+                if stats["rejected_rows"]
+                else 0
             )
         finally:
             checked.unpersist()
@@ -282,6 +291,7 @@ class SilverProcessor:
             F.count_if(late).alias("late_rows"),
             F.count_if(F.size(F.col(silver.RULE_COLUMNS[silver.WARN])) > 0).alias("warned_rows"),
             F.count_if(country_unknown).alias("unknown_countries"),
+            F.count_if(F.size(F.col(silver.RULE_COLUMNS[silver.QUARANTINE])) > 0).alias("rejected"),
             F.max(silver.EVENT_TS).alias("max_event_ts"),
             F.min(silver.BRONZE_RUN_SEQ).alias("run_min"),
             F.max(silver.BRONZE_RUN_SEQ).alias("run_max"),
@@ -301,6 +311,7 @@ class SilverProcessor:
             "late_rows": int(totals["late_rows"]),
             "warned_rows": int(totals["warned_rows"]),
             "unknown_countries": int(totals["unknown_countries"]),
+            "rejected_rows": int(totals["rejected"]),
             "max_event_ts": totals["max_event_ts"],
             "run_min": totals["run_min"],
             "run_max": totals["run_max"],

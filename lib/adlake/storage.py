@@ -104,3 +104,21 @@ def replace_table(df: DataFrame, spec: TableSpec, location: str) -> None:
     ordered = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
     ordered.write.format("delta").mode("overwrite").save(location)
     log.info("replace %s", spec.name)
+
+
+def overwrite_derived(
+    df: DataFrame, name: str, location: str, partition_by: tuple[str, ...]
+) -> None:
+    """Replace a gold table recomputed from silver, in one transaction.
+
+    A full replace is what makes gold idempotent and restates late data: the table always
+    equals the function of the current silver tables. The schema is the transform's output.
+    """
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .partitionBy(*partition_by)
+        .save(location)
+    )
+    log.info("replace %s", name)

@@ -6,18 +6,21 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from adlake.config import AppConfig
+from adlake.gold_run import GOLD_TABLES
 from adlake.tables import ALL_TABLES
 
 
 def table_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, str, int | None]]:
     """(table name, location, rows or None when the table does not exist yet) for every table."""
     rows: list[tuple[str, str, int | None]] = []
-    for spec in ALL_TABLES:
-        location = cfg.table_path(spec.relative_path)
+    named = [(spec.name, spec.relative_path) for spec in ALL_TABLES]
+    named += [(rel.replace("/", "."), rel) for rel in GOLD_TABLES]
+    for name, relative in named:
+        location = cfg.table_path(relative)
         if DeltaTable.isDeltaTable(spark, location):
-            rows.append((spec.name, location, spark.read.format("delta").load(location).count()))
+            rows.append((name, location, spark.read.format("delta").load(location).count()))
         else:
-            rows.append((spec.name, location, None))
+            rows.append((name, location, None))
     return rows
 
 

@@ -1,0 +1,33 @@
+"""Gold job: silver tables -> conversion attribution and campaign aggregates.
+
+spark-submit jobs/gold_build.py --config conf/local.yaml --table all
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from adlake.cli import base_parser, exit_with, run_job
+from adlake.config import AppConfig
+from adlake.gold_run import build_gold
+from adlake.session import build_spark
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = base_parser(__doc__ or "")
+    parser.add_argument("--table", choices=["attribution", "aggregates", "all"], default="all")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+
+    def body(cfg: AppConfig) -> None:
+        build_gold(build_spark(cfg), cfg, args.table)
+
+    return run_job("gold_build", args, body)
+
+
+if __name__ == "__main__":
+    exit_with(main())
