@@ -10,27 +10,15 @@ import logging
 import sys
 
 from adlake.bronze_ingest import run_batch, run_streams
-from adlake.cli import base_parser, exit_with, run_job
-from adlake.config import SOURCES, AppConfig, parse_trigger
+from adlake.cli import exit_with, parse_source_mode_args, run_job, source_mode_parser
+from adlake.config import SOURCES, AppConfig
 from adlake.session import build_spark
 
 log = logging.getLogger("adlake.jobs.bronze_ingest")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = base_parser(__doc__ or "")
-    parser.add_argument("--source", choices=[*SOURCES, "all"], default="all")
-    parser.add_argument("--mode", choices=["batch", "stream"], default="batch")
-    parser.add_argument(
-        "--trigger", default=None, help="stream trigger: available-now or an interval such as 10s"
-    )
-    args = parser.parse_args(argv)
-    if args.trigger is not None:
-        try:
-            parse_trigger(args.trigger, "--trigger")
-        except ValueError as exc:
-            parser.error(str(exc))
-    return args
+    return parse_source_mode_args(source_mode_parser(__doc__ or "", SOURCES), argv)
 
 
 def main(argv: list[str] | None = None) -> int:

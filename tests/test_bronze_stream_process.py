@@ -42,24 +42,17 @@ def _land_impressions(cfg: AppConfig) -> None:
         (folder / f"part-{f:03d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _start(config: Path, trigger: str, log_file: Path) -> subprocess.Popen[bytes]:
+def _start(
+    config: Path, trigger: str, log_file: Path, job: str = "bronze_ingest.py"
+) -> subprocess.Popen[bytes]:
+    """The job as a real process (`python jobs/<job> ...`), output to `log_file`."""
     return subprocess.Popen(
         [
-            sys.executable,
-            str(ROOT / "jobs" / "bronze_ingest.py"),
-            "--config",
-            str(config),
-            "--source",
-            "impressions",
-            "--mode",
-            "stream",
-            "--trigger",
-            trigger,
+            sys.executable, str(ROOT / "jobs" / job), "--config", str(config),
+            "--source", "impressions", "--mode", "stream", "--trigger", trigger,
         ],
-        cwd=ROOT,
-        stdout=log_file.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+        cwd=ROOT, stdout=log_file.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
 
 
 def _log_versions(cfg: AppConfig) -> list[int]:

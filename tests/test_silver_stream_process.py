@@ -4,43 +4,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
 from adlake import bronze_ingest
-from tests.test_bronze_stream_process import (
-    FILES,
-    LINES,
-    ROOT,
-    _land_impressions,
-    _setup,
-    _wait_for,
-)
+from tests.test_bronze_stream_process import FILES, LINES, _setup, _wait_for
+from tests.test_bronze_stream_process import _start as start_job
 
 pytestmark = pytest.mark.slow
 
 
 def _start(config: Path, trigger: str, log_file: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "jobs" / "silver_transform.py"),
-            "--config",
-            str(config),
-            "--source",
-            "impressions",
-            "--mode",
-            "stream",
-            "--trigger",
-            trigger,
-        ],
-        cwd=ROOT,
-        stdout=log_file.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    return start_job(config, trigger, log_file, "silver_transform.py")
 
 
 def test_silver_stream_sigkill_then_restart_writes_each_row_once(
@@ -82,6 +59,3 @@ def test_silver_stream_sigkill_then_restart_writes_each_row_once(
     audit = spark.read.format("delta").load(cfg.table_path("ops/batch_audit"))
     assert audit.where("rows_in != rows_written + quarantined + duplicates").count() == 0
     assert audit.agg({"rows_written": "sum"}).first()[0] == FILES * LINES
-
-
-_ = _land_impressions  # imported for the shared landing layout

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, load_config
+from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, load_config, parse_trigger
 
 log = logging.getLogger("adlake")
 
@@ -51,3 +51,25 @@ def exit_with(code: int) -> None:
     """Flush logs and exit; a separate function so tests can call `main()` without exiting."""
     logging.shutdown()
     sys.exit(code)
+
+
+def source_mode_parser(description: str, sources: tuple[str, ...]) -> argparse.ArgumentParser:
+    """The flags of the bronze and silver jobs: --source, --mode and --trigger."""
+    parser = base_parser(description)
+    parser.add_argument("--source", choices=[*sources, "all"], default="all")
+    parser.add_argument("--mode", choices=["batch", "stream"], default="batch")
+    parser.add_argument(
+        "--trigger", default=None, help="stream trigger: available-now or an interval such as 10s"
+    )
+    return parser
+
+
+def parse_source_mode_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse and validate --trigger the same way the config's stream.trigger is validated."""
+    args = parser.parse_args(argv)
+    if args.trigger is not None:
+        try:
+            parse_trigger(args.trigger, "--trigger")
+        except ValueError as exc:
+            parser.error(str(exc))
+    return args
