@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -82,6 +83,30 @@ class SilverSettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceSettings:
+    """OPTIMIZE / VACUUM settings of `jobs/maintain_tables.py`."""
+
+    vacuum_retention_seconds: int
+    zorder_by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus export: the streaming driver endpoint and where batch jobs publish.
+
+    Batch jobs push to `pushgateway_url` (env ADLAKE_PUSHGATEWAY_URL wins) when set, else
+    write `<textfile_dir>/<job>.prom` for node_exporter's textfile collector.
+    """
+
+    enabled: bool
+    http_host: str
+    http_port: int
+    pushgateway_url: str | None
+    textfile_dir: str
+    push_timeout_seconds: float
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole validated configuration of one environment."""
 
@@ -92,6 +117,10 @@ class AppConfig:
     sources: dict[str, SourceOptions]
     stream: StreamSettings
     silver: SilverSettings
+    attribution: Any  # adlake.attribution.AttributionParams (imported lazily: pyspark)
+    maintenance: MaintenanceSettings
+    metrics: MetricsSettings
+    quality: Any  # adlake.quality.QualitySettings
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def table_path(self, relative: str) -> str:
@@ -286,6 +315,14 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
     )
     sv.done()
 
+    attribution = _attribution_params(root.section("gold", required=False))
+    maintenance = _maintenance(root.section("maintenance", required=False))
+    metrics = _metrics(root.section("metrics", required=False), paths, base_dir)
+
+    from adlake.quality import parse_quality  # local: quality imports ConfigError from here
+
+    quality = parse_quality(root.get("quality", dict, {}), "quality")
+
     root.done()
     return AppConfig(
         env=env,
@@ -295,8 +332,111 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
         sources=sources,
         stream=stream,
         silver=silver,
+        attribution=attribution,
+        maintenance=maintenance,
+        metrics=metrics,
+        quality=quality,
         raw=data,
     )
+
+
+_ATTRIBUTION_DURATIONS = ("click_window", "view_window", "half_life")
+_ATTRIBUTION_WEIGHTS = ("first_touch_weight", "last_touch_weight")
+# Delta's own default; VACUUM below it can delete files that a running reader or a
+# concurrent writer still needs, so no config or flag may go lower.
+MIN_VACUUM_RETENTION_SECONDS = 7 * 86_400
+
+
+def _attribution_fields(section: _Section, defaults: dict[str, Any]) -> dict[str, Any]:
+    values = dict(defaults)
+    for name in _ATTRIBUTION_DURATIONS:
+        if name in section.data:
+            raw = section.get(name, str)
+            values[name] = timedelta(seconds=parse_duration(raw, section.key(name)))
+        section.seen.add(name)
+    for name in _ATTRIBUTION_WEIGHTS:
+        if name in section.data:
+            values[name] = float(section.get(name, (int, float)))
+        section.seen.add(name)
+    return values
+
+
+def _attribution_params(gold: _Section) -> Any:
+    """gold.attribution (+ per-campaign overrides) -> AttributionParams, errors naming the key."""
+    from adlake.attribution import AttributionParams, AttributionParamsError
+
+    a = gold.section("attribution", required=False)
+    base = _attribution_fields(a, {})
+    channel = a.get("markov_channel", str, "website")
+    campaigns = a.section("campaigns", required=False)
+    overrides: dict[str, Any] = {}
+    try:
+        defaults = AttributionParams(markov_channel=channel, **base)
+    except AttributionParamsError as exc:
+        raise ConfigError(a.prefix, str(exc)) from exc
+    for campaign in list(campaigns.data):
+        one = campaigns.section(str(campaign))
+        merged = _attribution_fields(
+            one,
+            {
+                "click_window": defaults.click_window,
+                "view_window": defaults.view_window,
+                "half_life": defaults.half_life,
+                "first_touch_weight": defaults.first_touch_weight,
+                "last_touch_weight": defaults.last_touch_weight,
+            },
+        )
+        one.done()
+        try:
+            overrides[str(campaign)] = AttributionParams(markov_channel=channel, **merged)
+        except AttributionParamsError as exc:
+            raise ConfigError(one.prefix, str(exc)) from exc
+    campaigns.done()
+    a.done()
+    gold.done()
+    try:
+        return AttributionParams(markov_channel=channel, params_by_campaign=overrides, **base)
+    except AttributionParamsError as exc:
+        raise ConfigError("gold.attribution", str(exc)) from exc
+
+
+def _maintenance(m: _Section) -> MaintenanceSettings:
+    key = m.key("vacuum_retention")
+    retention = parse_duration(m.get("vacuum_retention", str, "7 days"), key)
+    if retention < MIN_VACUUM_RETENTION_SECONDS:
+        raise ConfigError(
+            key, f"must be at least 7 days ({MIN_VACUUM_RETENTION_SECONDS}s), got {retention}s"
+        )
+    zorder = m.get("zorder_by", list, ["campaign_id"])
+    if not all(isinstance(c, str) and c for c in zorder):
+        raise ConfigError(m.key("zorder_by"), f"expected a list of column names, got {zorder!r}")
+    m.done()
+    return MaintenanceSettings(vacuum_retention_seconds=retention, zorder_by=tuple(zorder))
+
+
+def _metrics(m: _Section, paths: Paths, base_dir: Path) -> MetricsSettings:
+    port = m.get("http_port", int, 9108)
+    if not 0 <= port <= 65535:
+        raise ConfigError(m.key("http_port"), f"must be a TCP port (0 = off), got {port}")
+    timeout = float(m.get("push_timeout_seconds", (int, float), 5))
+    if timeout <= 0:
+        raise ConfigError(m.key("push_timeout_seconds"), f"must be > 0, got {timeout}")
+    url = os.environ.get("ADLAKE_PUSHGATEWAY_URL") or m.get(
+        "pushgateway_url", str, None, nullable=True
+    )
+    textfile = m.get("textfile_dir", str, None, nullable=True)
+    settings = MetricsSettings(
+        enabled=m.get("enabled", bool, True),
+        http_host=m.get("http_host", str, "0.0.0.0"),
+        http_port=port,
+        pushgateway_url=url or None,
+        textfile_dir=(
+            _resolve_path(textfile, base_dir) if textfile else join_path(paths.lakehouse, "_metrics")
+        ),
+        push_timeout_seconds=timeout,
+    )
+    m.done()
+    return settings
 
 
 def load_config(path: str | Path | None = None) -> AppConfig:
