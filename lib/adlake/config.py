@@ -431,7 +431,9 @@ def _metrics(m: _Section, paths: Paths, base_dir: Path) -> MetricsSettings:
         http_port=port,
         pushgateway_url=url or None,
         textfile_dir=(
-            _resolve_path(textfile, base_dir) if textfile else join_path(paths.lakehouse, "_metrics")
+            _resolve_path(textfile, base_dir)
+            if textfile
+            else join_path(paths.lakehouse, "_metrics")
         ),
         push_timeout_seconds=timeout,
     )
