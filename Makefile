@@ -5,7 +5,7 @@ CONFIG ?= conf/local.yaml
 IMPRESSIONS ?= 20000
 SEED ?= 42
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint promtool-test
 
 setup:
 	@bash scripts/setup.sh
@@ -20,3 +20,10 @@ test: setup
 
 lint: setup
 	@.venv/bin/ruff check lib jobs scripts tests && .venv/bin/mypy lib jobs scripts
+
+# Alerting rules: installs promtool/Prometheus/Alertmanager if missing (Debian packages, root), then
+# checks conf/prometheus/alerts.yml and runs its unit tests.
+promtool-test:
+	@bash scripts/setup_prometheus.sh
+	@promtool check rules conf/prometheus/alerts.yml
+	@promtool test rules conf/prometheus/tests/alerts_test.yml

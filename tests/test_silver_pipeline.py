@@ -222,8 +222,15 @@ def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
     assert sums.count() == conversions * len(ALL_MODELS)
     assert sums.where("abs(s - 1.0) > 1e-9 OR lo < 0").count() == 0
 
+    from adlake.storage import table_version
+
     before = {t: _table(spark, gold_cfg, t).collect() for t in gold_run.GOLD_TABLES}
-    gold_run.build_gold(spark, gold_cfg)
+    versions = {t: table_version(spark, gold_cfg.table_path(t)) for t in gold_run.GOLD_TABLES}
+    assert gold_run.build_gold(spark, gold_cfg) == written
+    # Same silver versions and parameters: nothing is rewritten, not even a new version.
+    assert {
+        t: table_version(spark, gold_cfg.table_path(t)) for t in gold_run.GOLD_TABLES
+    } == versions
     for t in gold_run.GOLD_TABLES:
         assert sorted(map(repr, _table(spark, gold_cfg, t).collect())) == sorted(
             map(repr, before[t])

@@ -1,12 +1,19 @@
 """Gold runs: silver tables -> attribution and campaign aggregates for analysts.
 
 Every gold table is recomputed from the current silver tables and replaced in one Delta
-transaction, so running gold twice changes nothing and a late impression or click restates
-the conversions it affects on the next run.
+transaction, so a late impression or click restates the conversions it affects on the next
+run and nothing is ever appended twice. Each replace records the versions of the silver
+tables it read and the attribution parameters in the commit's userMetadata; when those are
+unchanged the table is skipped, so running gold twice on the same silver data writes
+nothing (not even a new table version).
+
+Full recomputation rather than per-conversion replacement is deliberate: Markov weights are
+global, so any new path changes every conversion's markov credits anyway.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
@@ -20,6 +27,7 @@ from adlake.tables import (
     SILVER_CONVERSIONS,
     SILVER_CREATIVES,
     SILVER_IMPRESSIONS,
+    TableSpec,
 )
 
 log = logging.getLogger(__name__)
@@ -41,39 +49,70 @@ def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict
     clicks = _silver(spark, cfg, SILVER_CLICKS.relative_path)
     conversions = _silver(spark, cfg, SILVER_CONVERSIONS.relative_path)
     creatives = _silver(spark, cfg, SILVER_CREATIVES.relative_path)
+    params = cfg.attribution
     written: dict[str, int] = {}
+    silver_inputs = (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS, SILVER_CREATIVES)
     if tables in ("attribution", "all"):
-        touches = attribution.build_touches(impressions, clicks, creatives)
-        weights = attribution.markov_channel_weights(touches, conversions)
-        credited = attribution.attribute_conversions(conversions, touches, markov_weights=weights)
-        credited = credited.withColumn(
-            "event_date",
-            F.date_from_unix_date(F.floor(F.unix_seconds("conversion_ts") / 86_400).cast("int")),
-        )
-        _replace(credited, CONVERSION_ATTRIBUTION, cfg, ("event_date",), written)
-        by_day = attribution.campaign_attribution_daily(
-            storage.read_table(spark, cfg.table_path(CONVERSION_ATTRIBUTION))
-        )
-        _replace(by_day, CAMPAIGN_ATTRIBUTION_DAILY, cfg, ("event_date",), written)
+        stamp = _fingerprint(spark, cfg, silver_inputs, repr(params))
+        if _unchanged(spark, cfg, CONVERSION_ATTRIBUTION, stamp, written):
+            log.info("gold attribution: silver unchanged since the last run, skipped")
+        else:
+            touches = attribution.build_touches(impressions, clicks, creatives)
+            weights = attribution.markov_channel_weights(touches, conversions, params)
+            credited = attribution.attribute_conversions(
+                conversions, touches, params, markov_weights=weights
+            ).withColumn("event_date", attribution.utc_date(F.col("conversion_ts")))
+            _replace(credited, CONVERSION_ATTRIBUTION, cfg, stamp, written)
+        by_day_stamp = _fingerprint(spark, cfg, (), "", (CONVERSION_ATTRIBUTION,))
+        if not _unchanged(spark, cfg, CAMPAIGN_ATTRIBUTION_DAILY, by_day_stamp, written):
+            by_day = attribution.campaign_attribution_daily(
+                storage.read_table(spark, cfg.table_path(CONVERSION_ATTRIBUTION))
+            )
+            _replace(by_day, CAMPAIGN_ATTRIBUTION_DAILY, cfg, by_day_stamp, written)
     if tables in ("aggregates", "all"):
-        daily = attribution.campaign_daily(impressions, clicks, conversions, creatives)
-        _replace(daily, CAMPAIGN_DAILY, cfg, ("event_date",), written)
-        funnel = attribution.bid_funnel_daily(
-            _silver(spark, cfg, SILVER_BID_REQUESTS.relative_path), impressions
-        )
-        _replace(funnel, BID_FUNNEL_DAILY, cfg, ("event_date",), written)
+        stamp = _fingerprint(spark, cfg, silver_inputs, "")
+        if not _unchanged(spark, cfg, CAMPAIGN_DAILY, stamp, written):
+            daily = attribution.campaign_daily(impressions, clicks, conversions, creatives)
+            _replace(daily, CAMPAIGN_DAILY, cfg, stamp, written)
+        stamp = _fingerprint(spark, cfg, (SILVER_BID_REQUESTS, SILVER_IMPRESSIONS), "")
+        if not _unchanged(spark, cfg, BID_FUNNEL_DAILY, stamp, written):
+            funnel = attribution.bid_funnel_daily(
+                _silver(spark, cfg, SILVER_BID_REQUESTS.relative_path), impressions
+            )
+            _replace(funnel, BID_FUNNEL_DAILY, cfg, stamp, written)
     return written
 
 
-def _replace(
-    df: DataFrame,
-    relative: str,
+def _fingerprint(
+    spark: SparkSession,
     cfg: AppConfig,
-    partition_by: tuple[str, ...],
-    written: dict[str, int],
+    specs: tuple[TableSpec, ...],
+    params: str,
+    derived: tuple[str, ...] = (),
+) -> str:
+    """The input versions (and parameters) a gold table is a function of, as stable JSON."""
+    relatives = [s.relative_path for s in specs] + list(derived)
+    versions = {r: storage.table_version(spark, cfg.table_path(r)) for r in relatives}
+    return json.dumps({"inputs": versions, "params": params}, sort_keys=True)
+
+
+def _unchanged(
+    spark: SparkSession, cfg: AppConfig, relative: str, stamp: str, written: dict[str, int]
+) -> bool:
+    """True (and the row count noted) when the table was last built from exactly `stamp`."""
+    location = cfg.table_path(relative)
+    if storage.derived_fingerprint(spark, location) != stamp:
+        return False
+    written[relative] = storage.read_table(spark, location).count()
+    log.info("gold %s: inputs unchanged, kept (%d rows)", relative, written[relative])
+    return True
+
+
+def _replace(
+    df: DataFrame, relative: str, cfg: AppConfig, stamp: str, written: dict[str, int]
 ) -> None:
     location = cfg.table_path(relative)
-    storage.overwrite_derived(df, relative, location, partition_by)
+    storage.overwrite_derived(df, relative, location, ("event_date",), stamp)
     written[relative] = storage.read_table(df.sparkSession, location).count()
     log.info("gold %s: %d rows", relative, written[relative])
 

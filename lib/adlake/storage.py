@@ -107,18 +107,42 @@ def replace_table(df: DataFrame, spec: TableSpec, location: str) -> None:
 
 
 def overwrite_derived(
-    df: DataFrame, name: str, location: str, partition_by: tuple[str, ...]
+    df: DataFrame,
+    name: str,
+    location: str,
+    partition_by: tuple[str, ...],
+    inputs_fingerprint: str | None = None,
 ) -> None:
     """Replace a gold table recomputed from silver, in one transaction.
 
     A full replace is what makes gold idempotent and restates late data: the table always
     equals the function of the current silver tables. The schema is the transform's output.
+    `inputs_fingerprint` (the input table versions and parameters) is stored as the commit's
+    userMetadata so the next run can tell that nothing changed (`derived_fingerprint`).
     """
-    (
+    writer = (
         df.write.format("delta")
         .mode("overwrite")
         .option("overwriteSchema", "true")
         .partitionBy(*partition_by)
-        .save(location)
     )
+    if inputs_fingerprint is not None:
+        writer = writer.option("userMetadata", inputs_fingerprint)
+    writer.save(location)
     log.info("replace %s", name)
+
+
+def table_version(spark: SparkSession, location: str) -> int | None:
+    """Latest committed version of a Delta table, None when there is no table."""
+    if not DeltaTable.isDeltaTable(spark, location):
+        return None
+    row = DeltaTable.forPath(spark, location).history(1).select("version").first()
+    return int(row["version"]) if row is not None else None
+
+
+def derived_fingerprint(spark: SparkSession, location: str) -> str | None:
+    """userMetadata of the latest commit of a derived table (see `overwrite_derived`)."""
+    if not DeltaTable.isDeltaTable(spark, location):
+        return None
+    row = DeltaTable.forPath(spark, location).history(1).select("userMetadata").first()
+    return None if row is None else row["userMetadata"]
