@@ -41,6 +41,7 @@ def config_dict_for(root: Path, **overrides: Any) -> dict[str, Any]:
         "checkpoints": str(root / "checkpoints"),
     }
     data["spark"]["conf"].update(TEST_SPARK_CONF)
+    data["metrics"]["http_port"] = 0  # no test binds a fixed port unless it asks for one
     for dotted, value in overrides.items():
         node = data
         *parents, leaf = dotted.split(".")

@@ -5,7 +5,13 @@ from typing import Any
 
 import pytest
 
-from adlake.config import ConfigError, load_config, parse_config, parse_trigger
+from adlake.config import (
+    ConfigError,
+    load_config,
+    parse_config,
+    parse_trigger,
+    trigger_interval,
+)
 from tests.conftest import base_config_dict
 
 
@@ -73,3 +79,49 @@ def test_valid_triggers(value: str) -> None:
 def test_invalid_triggers(value: str) -> None:
     with pytest.raises(ConfigError):
         parse_trigger(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "spark_form"),
+    [("10s", "10 seconds"), ("1 minute", "1 minutes"), ("500ms", "500 milliseconds"),
+     ("2h", "2 hours"), ("3 sec", "3 seconds")],
+)  # fmt: skip
+def test_interval_triggers_are_given_to_spark_in_its_own_format(
+    value: str, spark_form: str
+) -> None:
+    assert trigger_interval(value) == spark_form
+
+
+def test_gold_maintenance_and_metrics_sections() -> None:
+    data = base_config_dict()
+    data["gold"]["attribution"]["campaigns"] = {"7": {"click_window": "14 days"}}
+    cfg = parse_config(data, Path("/tmp"))
+    assert cfg.attribution.click_window.days == 7
+    assert cfg.attribution.params_by_campaign["7"].click_window.days == 14
+    assert cfg.attribution.params_by_campaign["7"].view_window.days == 1
+    assert cfg.maintenance.vacuum_retention_seconds == 7 * 86400
+    assert cfg.metrics.textfile_dir == "/tmp/lakehouse/_metrics"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (("gold", "attribution", "view_window"), "soon", "gold.attribution.view_window"),
+        (("gold", "attribution", "half_life"), "0s", "gold.attribution"),
+        (("gold", "attribution", "campaigns"), {"7": {"colour": 1}}, "gold.attribution.campaigns.7.colour"),
+        (("gold", "attribution", "campaigns"), {"7": {"first_touch_weight": 0.9}}, "gold.attribution.campaigns.7"),
+        (("maintenance", "vacuum_retention"), "1 day", "maintenance.vacuum_retention"),
+        (("metrics", "http_port"), 70000, "metrics.http_port"),
+    ],
+)
+def test_bad_gold_maintenance_metrics_keys_are_named(
+    path: tuple[str, ...], value: Any, key: str
+) -> None:
+    data = base_config_dict()
+    node = data
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, Path("/tmp"))
+    assert err.value.key == key

@@ -22,6 +22,7 @@ MALFORMED_JSON = "malformed_json"
 WRONG_TYPE = "wrong_type"
 CSV_COLUMN_COUNT = "csv_column_count"
 CORRUPT_FILE = "corrupt_file"
+REJECT_REASONS = (MALFORMED_JSON, WRONG_TYPE, CSV_COLUMN_COUNT, CORRUPT_FILE)
 
 REJECT_REASON = "_reject_reason"
 REJECT_DETAIL = "_reject_detail"

@@ -32,7 +32,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import bronze, schemas, storage
+from adlake import bronze, metrics, schemas, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import BRONZE_BY_SOURCE, BRONZE_QUARANTINE, INGEST_FILE_LOG
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PLANNED = "planned"
 COMMITTED = "committed"
+JOB_NAME = "bronze_ingest"
 
 _BINARY_FILE_SCHEMA = StructType(
     [
@@ -64,6 +65,7 @@ class RunResult:
     quarantined_rows: int
     corrupt_files: int
     seconds: float
+    quarantined_by_reason: tuple[tuple[str, int], ...] = ()
 
     @property
     def records(self) -> int:
@@ -110,12 +112,30 @@ class BronzeIngestor:
         self.landing_dir = cfg.landing_path(source)
         self.app_id = f"adlake-bronze-{source}"
         self._lock = threading.Lock()
+        metrics.prepare(JOB_NAME, source, self.spec.relative_path, bronze.REJECT_REASONS)
 
     # -- tables ---------------------------------------------------------------------------
     def ensure_tables(self) -> None:
         storage.ensure_table(self.spark, self.spec, self.bronze_path)
         storage.ensure_table(self.spark, BRONZE_QUARANTINE, self.quarantine_path)
         storage.ensure_table(self.spark, INGEST_FILE_LOG, self.log_path)
+        self._export_last_data()
+
+    def _export_last_data(self) -> None:
+        """Seed adlake_source_last_data_timestamp_seconds from the file log, so a run that
+        finds nothing new still reports when data last arrived."""
+        newest = (
+            storage.read_table(self.spark, self.log_path)
+            .where(
+                (F.col("source") == self.source)
+                & (F.col("status") == COMMITTED)
+                & (F.col("bronze_rows") + F.col("quarantined_rows") > 0)
+            )
+            .agg(F.max(F.unix_seconds("logged_at")))
+            .first()
+        )
+        if newest is not None and newest[0] is not None:
+            metrics.record_source_data(self.source, float(newest[0]))
 
     def ensure_landing_dir(self) -> None:
         jvm = self.spark.sparkContext._jvm
@@ -254,11 +274,8 @@ class BronzeIngestor:
             try:
                 # One pass that both materializes the cache and proves every file readable.
                 per_file = (
-                    parsed.groupBy(schemas.SOURCE_FILE)
-                    .agg(
-                        F.count_if(F.col(bronze.REJECT_REASON).isNull()).alias("good"),
-                        F.count_if(F.col(bronze.REJECT_REASON).isNotNull()).alias("bad"),
-                    )
+                    parsed.groupBy(schemas.SOURCE_FILE, bronze.REJECT_REASON)
+                    .agg(F.count(F.lit(1)).alias("n"))
                     .collect()
                 )
                 break
@@ -273,9 +290,17 @@ class BronzeIngestor:
                 log.warning(
                     "%s run %d: quarantining unreadable file %s", self.source, run_seq, blamed
                 )
-        counts = {r[schemas.SOURCE_FILE]: (int(r["good"]), int(r["bad"])) for r in per_file}
-        for path in files:
-            counts.setdefault(path, (0, 0))
+        counts: dict[str, tuple[int, int]] = dict.fromkeys(files, (0, 0))
+        reasons: dict[str, int] = {}
+        for r in per_file:
+            good_n, bad_n = counts.get(r[schemas.SOURCE_FILE], (0, 0))
+            reason, n = r[bronze.REJECT_REASON], int(r["n"])
+            if reason is None:
+                good_n += n
+            else:
+                bad_n += n
+                reasons[reason] = reasons.get(reason, 0) + n
+            counts[r[schemas.SOURCE_FILE]] = (good_n, bad_n)
         good = sum(c[0] for c in counts.values())
         bad = sum(c[1] for c in counts.values())
         try:
@@ -308,7 +333,18 @@ class BronzeIngestor:
             bad,
             len(corrupt),
             time.monotonic() - started,
+            tuple(sorted(reasons.items())),
         )
+        metrics.record_batch(
+            JOB_NAME,
+            self.source,
+            self.spec.relative_path,
+            read=good + bad,
+            written=good,
+            quarantined=reasons,
+        )
+        if good + bad:
+            metrics.record_source_data(self.source, time.time())
         log.info(
             "%s run %d (%s): files=%d bronze_rows=%d quarantined=%d corrupt_files=%d in %.1fs",
             self.source,
@@ -418,5 +454,6 @@ def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> li
 def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:
     """Run one streaming query per source until they finish (available-now) or SIGTERM arrives."""
     stop = stop_on_signals()
+    metrics.watch_streams(spark, cfg.metrics)
     queries = [BronzeIngestor(spark, cfg, source).start_stream(trigger) for source in sources]
     wait_for_queries(queries, stop, cfg.stream.stop_timeout_seconds)

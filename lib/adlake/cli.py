@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 
 from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, load_config, parse_trigger
@@ -39,12 +40,23 @@ def run_job(name: str, args: argparse.Namespace, body: Callable[[AppConfig], Non
     except ConfigError as exc:
         log.error("%s: bad configuration: %s", name, exc)
         return 2
+    from adlake import metrics  # local: keeps `--help` free of the Spark import
+
+    sources = str(getattr(args, "source", None) or "all")
+    started = time.monotonic()
+    ok = False
     try:
         body(cfg)
+        ok = True
     except Exception:
-        log.exception("%s failed", name)
-        return 1
-    return 0
+        log.exception("%s failed (sources=%s)", name, sources)
+    finally:
+        # Also on failure, so the failure gauge and counter reach Prometheus.
+        metrics.record_run(name, sources, time.monotonic() - started, ok=ok)
+        where = metrics.publish(cfg.metrics, name, sources)
+        if where:
+            log.info("%s: metrics published to %s", name, where)
+    return 0 if ok else 1
 
 
 def exit_with(code: int) -> None:

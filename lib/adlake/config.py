@@ -214,6 +214,17 @@ def parse_trigger(value: str, key: str = "stream.trigger") -> str:
     raise ConfigError(key, f"expected 'available-now' or an interval like '10s', got {value!r}")
 
 
+def trigger_interval(value: str) -> str:
+    """A validated interval trigger in the form Spark parses (`10s` -> `10 seconds`)."""
+    match = _INTERVAL.match(value)
+    if not match:
+        raise ConfigError("trigger", f"not an interval: {value!r}")
+    number, unit = match.groups()
+    if unit == "ms":
+        return f"{number} milliseconds"
+    return f"{number} " + {"s": "seconds", "m": "minutes", "h": "hours"}[unit[0]]
+
+
 def parse_duration(value: str, key: str) -> int:
     """Seconds in a duration such as `90s`, `10 minutes`, `2 hours`, `1 day`."""
     match = _DURATION.match(value) if isinstance(value, str) else None

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import StringType, StructField, StructType
 
-from adlake import schemas, silver, storage
+from adlake import metrics, schemas, silver, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import (
@@ -113,6 +113,10 @@ class SilverProcessor:
         self._lock = threading.Lock()
         self._creatives: DataFrame | None = None
         self._countries: DataFrame | None = None
+        self._thresholds: dict[str, datetime | None] = {}
+        quarantine_rules = tuple(r.name for r in cfg.silver.rules if r.action == silver.QUARANTINE)
+        for target, spec in SPECS.items():
+            metrics.prepare(JOB, target, spec.relative_path, quarantine_rules)
         for spec in (*SPECS.values(), SILVER_CREATIVES, SILVER_QUARANTINE, BATCH_AUDIT):
             storage.ensure_table(spark, spec, cfg.table_path(spec.relative_path))
 
@@ -156,6 +160,8 @@ class SilverProcessor:
             rows: list[AuditRow] = []
             for target, df in prepared:
                 rows.append(self._write_target(target, df, batch_id, started))
+            known = [t for t in (self._thresholds.get(tg) for tg in TARGETS_BY_SOURCE[source]) if t]
+            metrics.record_watermark(f"silver_{source}", min(known) if known else None)
             return rows
 
     def _standardize(self, source: str, bronze_rows: DataFrame) -> list[tuple[str, DataFrame]]:
@@ -249,6 +255,19 @@ class SilverProcessor:
             rule_counts=stats["rule_counts"],
         )
         self._write_audit(row, stats, started)
+        # By reason: this batch's rejected rows under their first failed rule; a replay whose
+        # quarantine rows were already stored (nothing inserted) counts nothing.
+        metrics.record_batch(
+            JOB,
+            target,
+            spec.relative_path,
+            read=row.rows_in,
+            written=written,
+            quarantined=stats["first_rule_counts"] if quarantined else {},
+            duplicates=row.duplicates,
+            late=row.late_rows,
+        )
+        self._thresholds[target] = stats["threshold"]
         log.info(
             "silver %s batch %d: in=%d written=%d quarantined=%d duplicates=%d late=%d warned=%d",
             target,
@@ -298,13 +317,22 @@ class SilverProcessor:
         ).first()
         assert totals is not None
         rule_columns = [F.col(silver.RULE_COLUMNS[a]) for a in silver.ACTIONS]
+        quarantine_rules = F.col(silver.RULE_COLUMNS[silver.QUARANTINE])
+        # Every failed rule (audit rule_counts) and, for the metrics, each quarantined row
+        # once under its first failed rule, in one aggregation.
         per_rule = (
-            checked.select(F.explode(F.concat(*rule_columns)).alias("rule"))
-            .groupBy("rule")
+            checked.select(F.explode(F.concat(*rule_columns)).alias("rule"), F.lit(0).alias("k"))
+            .unionByName(
+                checked.where(F.size(quarantine_rules) > 0).select(
+                    F.element_at(quarantine_rules, 1).alias("rule"), F.lit(1).alias("k")
+                )
+            )
+            .groupBy("k", "rule")
             .count()
             .collect()
         )
-        rule_counts = {r["rule"]: int(r["count"]) for r in per_rule}
+        rule_counts = {r["rule"]: int(r["count"]) for r in per_rule if r["k"] == 0}
+        first_rule = {r["rule"]: int(r["count"]) for r in per_rule if r["k"] == 1}
         fail_names = {r.name for r in self.cfg.silver.rules if r.action == silver.FAIL}
         return {
             "rows_in": int(totals["rows_in"]),
@@ -316,6 +344,8 @@ class SilverProcessor:
             "run_min": totals["run_min"],
             "run_max": totals["run_max"],
             "rule_counts": rule_counts,
+            "first_rule_counts": first_rule,
+            "threshold": threshold,
             "fail_counts": {n: rule_counts.get(n, 0) for n in fail_names},
         }
 
@@ -407,6 +437,7 @@ def start_stream(processor: SilverProcessor, source: str, trigger: str) -> Strea
 def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:
     """Run one silver stream per source until done (available-now) or SIGTERM/SIGINT."""
     stop = stop_on_signals()
+    metrics.watch_streams(spark, cfg.metrics)
     processor = SilverProcessor(spark, cfg, "stream")
     processor.refresh_creatives()
     queries = [start_stream(processor, source, trigger) for source in sources]

@@ -11,6 +11,8 @@ from types import FrameType
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.streaming.readwriter import DataStreamWriter
 
+from adlake.config import trigger_interval
+
 log = logging.getLogger(__name__)
 
 
@@ -64,4 +66,4 @@ def with_trigger(writer: DataStreamWriter, trigger: str) -> DataStreamWriter:
     """Apply a validated trigger string: `available-now` or a processing-time interval."""
     if trigger == "available-now":
         return writer.trigger(availableNow=True)
-    return writer.trigger(processingTime=trigger)
+    return writer.trigger(processingTime=trigger_interval(trigger))
