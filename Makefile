@@ -1,5 +1,6 @@
 # The two README commands: `make demo` (pipeline on sample data) and `make test` (the suite).
-# Both set up everything they need first (venv, pinned packages, JVM jars) and are safe to re-run.
+# Both set up everything they need first (venv, pinned packages, JVM jars; `make test` also
+# Prometheus/Alertmanager from Debian packages) and are safe to re-run.
 SHELL := /bin/bash
 CONFIG ?= conf/local.yaml
 IMPRESSIONS ?= 20000
@@ -13,7 +14,7 @@ setup:
 demo: setup
 	@bash scripts/demo.sh "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
 
-test: setup
+test: setup promtool-test
 	@.venv/bin/ruff check lib jobs scripts tests
 	@.venv/bin/mypy lib jobs scripts
 	@.venv/bin/python -m pytest -q

@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from adlake.config import parse_config
 
@@ -47,7 +49,9 @@ def _free_port() -> int:
 def _binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not on PATH: run `bash scripts/setup_prometheus.sh` (make test does)")
+        pytest.fail(
+            f"{name} is not on PATH: run `bash scripts/setup_prometheus.sh` (make test does)"
+        )
     return path
 
 
@@ -117,7 +121,9 @@ def _impressions(folder: Path, name: str, good: int, bad: int) -> None:
     tmp.rename(folder / f"{name}.jsonl")  # appear whole to the file stream
 
 
-def test_corrupt_input_fires_quarantine_alert_through_alertmanager(tmp_path: Path) -> None:
+def test_corrupt_input_fires_quarantine_alert_through_alertmanager(
+    spark: SparkSession, tmp_path: Path
+) -> None:
     prometheus, alertmanager = _binary("prometheus"), _binary("alertmanager")
     metrics_port, prom_port, am_port = _free_port(), _free_port(), _free_port()
     am_cluster_port = _free_port()
@@ -149,7 +155,8 @@ def test_corrupt_input_fires_quarantine_alert_through_alertmanager(tmp_path: Pat
     data["metrics"].update(http_host="127.0.0.1", http_port=metrics_port)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    landing = Path(parse_config(data, tmp_path).landing_path("impressions"))
+    cfg = parse_config(data, tmp_path)
+    landing = Path(cfg.landing_path("impressions"))
     landing.mkdir(parents=True)
 
     logs = [tmp_path / n for n in ("job.log", "prometheus.log", "alertmanager.log")]
@@ -223,3 +230,20 @@ def test_corrupt_input_fires_quarantine_alert_through_alertmanager(tmp_path: Pat
     # 80 of 200 records read so far were quarantined.
     assert "40%" in alert["annotations"]["summary"]
     assert alert["annotations"]["runbook"]
+
+    # SIGTERM stopped the continuous stream cleanly: exit 0 (above), no run left half done.
+    assert "stopping streams after the running micro-batch" in logs[0].read_text()
+    file_log = spark.read.format("delta").load(cfg.table_path("ops/ingest_file_log"))
+    status = {
+        s: {r[0] for r in file_log.where(F.col("status") == s).select("run_seq").collect()}
+        for s in ("planned", "committed")
+    }
+    assert status["planned"] == status["committed"]
+    assert file_log.where("status = 'committed'").agg(
+        F.sum("bronze_rows"), F.sum("quarantined_rows")
+    ).first() == (120, 80)
+    quarantine = spark.read.format("delta").load(cfg.table_path("bronze/quarantine"))
+    assert {tuple(r) for r in quarantine.groupBy("reason").count().collect()} == {
+        ("malformed_json", 80)
+    }
+    assert Path(cfg.checkpoint_path("bronze/impressions")).is_dir()
