@@ -100,10 +100,10 @@ def _unchanged(
     spark: SparkSession, cfg: AppConfig, relative: str, stamp: str, written: dict[str, int]
 ) -> bool:
     """True (and the row count noted) when the table was last built from exactly `stamp`."""
-    location = cfg.table_path(relative)
-    if storage.derived_fingerprint(spark, location) != stamp:
+    fingerprint, rows = storage.derived_commit(spark, cfg.table_path(relative))
+    if fingerprint != stamp:
         return False
-    written[relative] = storage.read_table(spark, location).count()
+    written[relative] = rows
     log.info("gold %s: inputs unchanged, kept (%d rows)", relative, written[relative])
     return True
 
@@ -113,7 +113,7 @@ def _replace(
 ) -> None:
     location = cfg.table_path(relative)
     storage.overwrite_derived(df, relative, location, ("event_date",), stamp)
-    written[relative] = storage.read_table(df.sparkSession, location).count()
+    written[relative] = storage.derived_commit(df.sparkSession, location)[1]
     log.info("gold %s: %d rows", relative, written[relative])
 
 

@@ -118,7 +118,7 @@ def overwrite_derived(
     A full replace is what makes gold idempotent and restates late data: the table always
     equals the function of the current silver tables. The schema is the transform's output.
     `inputs_fingerprint` (the input table versions and parameters) is stored as the commit's
-    userMetadata so the next run can tell that nothing changed (`derived_fingerprint`).
+    userMetadata so the next run can tell that nothing changed (`derived_commit`).
     """
     writer = (
         df.write.format("delta")
@@ -140,9 +140,25 @@ def table_version(spark: SparkSession, location: str) -> int | None:
     return int(row["version"]) if row is not None else None
 
 
-def derived_fingerprint(spark: SparkSession, location: str) -> str | None:
-    """userMetadata of the latest commit of a derived table (see `overwrite_derived`)."""
+_MAINTENANCE_OPERATIONS = ("OPTIMIZE", "VACUUM START", "VACUUM END")
+
+
+def derived_commit(spark: SparkSession, location: str) -> tuple[str | None, int]:
+    """(userMetadata, numOutputRows) of the latest data write of a derived table.
+
+    Maintenance commits (OPTIMIZE, VACUUM) are skipped: they change files, not content.
+    (None, 0) when there is no table.
+    """
     if not DeltaTable.isDeltaTable(spark, location):
-        return None
-    row = DeltaTable.forPath(spark, location).history(1).select("userMetadata").first()
-    return None if row is None else row["userMetadata"]
+        return None, 0
+    row = (
+        DeltaTable.forPath(spark, location)
+        .history(50)
+        .where(~F.col("operation").isin(*_MAINTENANCE_OPERATIONS))
+        .orderBy(F.col("version").desc())
+        .select("userMetadata", "operationMetrics")
+        .first()
+    )
+    if row is None:
+        return None, 0
+    return row["userMetadata"], int((row["operationMetrics"] or {}).get("numOutputRows", 0))
