@@ -1,4 +1,5 @@
-"""End-to-end pipeline on one SparkSession: bronze, silver, gold, then a summary of every table.
+"""End-to-end pipeline on one SparkSession: bronze, silver, gold, quality checks, then a
+summary of every table.
 
 scripts/spark_submit.sh jobs/run_pipeline.py
 """
@@ -8,15 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import datetime, timezone
 
-from adlake import bronze_ingest, gold_run, silver_run
+from adlake import bronze_ingest, gold_run, metrics, quality, silver_run
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
 from adlake.session import build_spark
 from adlake.summary import format_counts, table_counts
 
 log = logging.getLogger("adlake.jobs.run_pipeline")
-STAGES = ("bronze", "silver", "gold")
+STAGES = ("bronze", "silver", "gold", "quality")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -70,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"  revenue {row['revenue']:>12}  last_touch {row['last_touch'] or 0:8.2f}"
                     f"  linear {row['linear'] or 0:8.2f}"
                 )
+        if "quality" in stages:
+            run_ts = datetime.now(timezone.utc)
+            results = quality.monitor_once(spark, cfg, now=run_ts)
+            metrics.record_dq(results, run_ts)
+            print("\nData-quality checks (ops/dq_results)")
+            print(quality.format_results(results))
         print("\nAdLake tables (" + cfg.paths.lakehouse + ")")
         print(format_counts(table_counts(spark, cfg)))
 

@@ -332,7 +332,7 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
 
     from adlake.quality import parse_quality  # local: quality imports ConfigError from here
 
-    quality = parse_quality(root.get("quality", dict, {}), "quality")
+    quality = parse_quality(root.get("quality", dict, {}, nullable=True) or {}, "quality")
 
     root.done()
     return AppConfig(

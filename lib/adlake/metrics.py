@@ -208,14 +208,18 @@ def record_run(job_name: str, sources: str, seconds: float, *, ok: bool) -> None
 
 
 def record_dq(results: list[Any], run_ts: datetime) -> None:
-    """Export data-quality results (objects with check, table, scope, observed, threshold,
-    status); the previous run's series are cleared so a fixed check stops reporting."""
+    """Export data-quality results (check, table, scope, observed, threshold, status).
+
+    The previous run's series are cleared first, so a scope that disappeared stops reporting.
+    """
     for gauge in (DQ_OBSERVED, DQ_THRESHOLD, DQ_STATUS):
         gauge.clear()
     for r in results:
         labels = (r.check, r.table, r.scope)
-        DQ_OBSERVED.labels(*labels).set(float(r.observed))
-        DQ_THRESHOLD.labels(*labels).set(float(r.threshold))
+        if r.observed is not None:  # e.g. a missing table has nothing to observe
+            DQ_OBSERVED.labels(*labels).set(float(r.observed))
+        if r.threshold is not None:
+            DQ_THRESHOLD.labels(*labels).set(float(r.threshold))
         DQ_STATUS.labels(*labels).set(DQ_STATUS_VALUES[r.status])
     DQ_LAST_RUN.set(run_ts.timestamp())
 

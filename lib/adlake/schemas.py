@@ -15,6 +15,7 @@ from pyspark.sql.types import (
     ArrayType,
     DateType,
     DecimalType,
+    DoubleType,
     IntegerType,
     LongType,
     MapType,
@@ -303,5 +304,23 @@ BATCH_AUDIT_SCHEMA = StructType(
             "bronze_run_seq_min:long bronze_run_seq_max:long max_event_ts:timestamp "
             "started_at:timestamp ended_at:timestamp"
         ),
+    ]
+)
+
+
+# --------------------------------------------------------------------------------- quality
+# One row per check result per run of jobs/quality_monitor.py; column names are a contract
+# of the alert rules. observed/threshold are null when nothing could be measured.
+DQ_RESULTS_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("run_ts", TimestampType(), False),
+        StructField("check", StringType(), False),
+        StructField("table", StringType(), False),
+        StructField("scope", StringType(), False),
+        StructField("observed", DoubleType(), True),
+        StructField("threshold", DoubleType(), True),
+        StructField("status", StringType(), False),
+        StructField("detail", StringType(), True),
     ]
 )

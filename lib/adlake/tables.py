@@ -138,3 +138,13 @@ ALL_TABLES = (
     SILVER_QUARANTINE,
     BATCH_AUDIT,
 )
+
+DQ_RESULTS = TableSpec(
+    name="ops.dq_results",
+    relative_path="ops/dq_results",
+    schema=schemas.DQ_RESULTS_SCHEMA,
+    keys=("run_id", "check", "table", "scope"),
+    description="Data-quality check results: one row per check, table and scope per monitor run.",
+)
+
+ALL_TABLES = (*ALL_TABLES, DQ_RESULTS)

@@ -1,0 +1,566 @@
+"""Data-quality checks on a tiny hand-built lakehouse: exact observed values and statuses."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DateType,
+    DecimalType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from adlake import storage
+from adlake.config import AppConfig, ConfigError
+from adlake.gold_run import CAMPAIGN_ATTRIBUTION_DAILY, CAMPAIGN_DAILY
+from adlake.quality import (
+    CheckResult,
+    Limits,
+    QualitySettings,
+    format_results,
+    grade_volume,
+    parse_quality,
+    period_label,
+    run_checks,
+    write_results,
+)
+from adlake.tables import (
+    BATCH_AUDIT,
+    DQ_RESULTS,
+    INGEST_FILE_LOG,
+    SILVER_BID_REQUESTS,
+    SILVER_CLICKS,
+    SILVER_CONVERSIONS,
+    SILVER_IMPRESSIONS,
+)
+from tests.conftest import config_for, write_config
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+MONEY = DecimalType(38, 6)
+CAMPAIGN_DAILY_SCHEMA = StructType(
+    [
+        StructField("campaign_id", StringType()),
+        StructField("advertiser_id", StringType()),
+        StructField("event_date", DateType()),
+        *[StructField(c, LongType()) for c in ("impressions", "clicks", "conversions")],
+        StructField("revenue", MONEY),
+        StructField("spend", MONEY),
+        StructField("unique_users", LongType()),
+        *[StructField(c, DoubleType()) for c in ("ctr", "cvr", "cpm", "cpc", "cpa", "roas")],
+    ]
+)
+ATTRIBUTION_DAILY_SCHEMA = StructType(
+    [
+        StructField("campaign_id", StringType()),
+        StructField("event_date", DateType()),
+        StructField("model", StringType(), False),
+        StructField("attributed_conversions", DoubleType()),
+        StructField("attributed_revenue", DoubleType()),
+        StructField("unattributed_conversions", LongType()),
+    ]
+)
+
+
+def _at(day: int, hour: int = 12, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=timezone.utc)
+
+
+def _row(schema: StructType, **values: Any) -> tuple[Any, ...]:
+    unknown = set(values) - set(schema.names)
+    assert not unknown, unknown
+    return tuple(values.get(name) for name in schema.names)
+
+
+def _save(
+    spark: SparkSession, cfg: AppConfig, relative: str, schema: StructType, rows: list[Any]
+) -> None:
+    spark.createDataFrame(rows, schema).write.format("delta").save(cfg.table_path(relative))
+
+
+def _event(schema: StructType, ts: datetime, **values: Any) -> tuple[Any, ...]:
+    return _row(schema, event_ts=ts, event_date=ts.date(), event_hour=ts.hour, **values)
+
+
+def _impressions() -> list[tuple[Any, ...]]:
+    """101 impressions: 7 baseline days around 10, a spike of 30 on Nov 26, one on Nov 27.
+
+    Auctions: the first 76 are on a bid request, the next 4 on none, the last 21 direct buys.
+    """
+    per_day = {19: 10, 20: 12, 21: 10, 22: 8, 23: 10, 24: 11, 25: 9, 26: 30}
+    stamps = [_at(day, 1 + j % 20) for day, n in per_day.items() for j in range(n)]
+    stamps.append(_at(27, 10))
+    rows = []
+    for k, ts in enumerate(stamps):
+        auction = f"a{k}" if k < 76 else f"x{k}" if k < 80 else None
+        rows.append(
+            _event(
+                SILVER_IMPRESSIONS.schema, ts, impression_id=f"i{k}", user_id=f"u{k % 5}",
+                campaign_id=f"c{k % 2 + 1}", auction_id=auction, cost=Decimal("0.5"),
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _clicks() -> list[tuple[Any, ...]]:
+    """4 clicks a day on Nov 21-25 and 1 on Nov 26; 4 have no impression before them."""
+    stamps = [_at(day, 1 + j) for day in range(21, 26) for j in range(4)] + [_at(26, 20)]
+    rows = []
+    for j, ts in enumerate(stamps):
+        user = "u9" if j < 3 else f"u{j % 5}"  # u9 has no impressions
+        campaign = "c3" if j == 3 else f"c{j % 2 + 1}"  # and no impression is in c3
+        rows.append(
+            _event(SILVER_CLICKS.schema, ts, event_id=f"k{j}", user_id=user, campaign_id=campaign)
+        )
+    return rows
+
+
+def _audit(job: str, source: str, rows_in: int, written: int, q: int, d: int) -> tuple[Any, ...]:
+    return _row(
+        BATCH_AUDIT.schema, run_id="r1", job=job, source=source, mode="batch", batch_id=0,
+        rows_in=rows_in, rows_written=written, quarantined=q, duplicates=d, started_at=_at(27, 9),
+    )  # fmt: skip
+
+
+def _file(source: str, status: str, bronze: int | None, bad: int | None, at: datetime) -> Any:
+    return (
+        source,
+        1,
+        f"file:/landing/{source}/{status}-{at:%H%M}",
+        status,
+        "batch",
+        bronze,
+        bad,
+        at,
+    )
+
+
+def _daily(campaign: str | None, day: int, imps: int, clicks: int, convs: int, spend: str) -> Any:
+    return _row(
+        CAMPAIGN_DAILY_SCHEMA, campaign_id=campaign, event_date=date(2026, 11, day),
+        impressions=imps, clicks=clicks, conversions=convs, spend=Decimal(spend),
+    )  # fmt: skip
+
+
+def build_lakehouse(spark: SparkSession, cfg: AppConfig) -> None:
+    """Every input table of the checks, with values chosen for round expected results.
+
+    The tables are independent, so they are written from a few threads: most of a tiny
+    Delta write is driver-side commit latency, which overlaps.
+    """
+    tables: list[tuple[str, StructType, list[Any]]] = []
+    tables.append((SILVER_IMPRESSIONS.relative_path, SILVER_IMPRESSIONS.schema, _impressions()))
+    tables.append((SILVER_CLICKS.relative_path, SILVER_CLICKS.schema, _clicks()))
+    conversions = [
+        _event(SILVER_CONVERSIONS.schema, ts, event_id=f"v{j}", user_id="u1", campaign_id="c2")
+        for j, ts in enumerate([_at(25, 10), _at(27, 11, 30)])
+    ]
+    tables.append((SILVER_CONVERSIONS.relative_path, SILVER_CONVERSIONS.schema, conversions))
+    auctions = [f"a{k}" for k in range(76)] + [f"lost{k}" for k in range(24)]
+    bids = [
+        _event(SILVER_BID_REQUESTS.schema, _at(26), request_id=f"r-{a}", auction_id=a)
+        for a in auctions
+    ]
+    tables.append((SILVER_BID_REQUESTS.relative_path, SILVER_BID_REQUESTS.schema, bids))
+    files = [
+        _file("impressions", "planned", None, None, _at(27, 11)),
+        _file("impressions", "committed", 95, 5, _at(27, 11)),
+        _file("impressions", "planned", None, None, _at(27, 11, 50)),  # not committed yet
+        _file("clicks_conversions", "committed", 100, 0, _at(27, 4)),
+        _file("bid_requests", "planned", None, None, _at(27, 11)),
+    ]
+    tables.append((INGEST_FILE_LOG.relative_path, INGEST_FILE_LOG.schema, files))
+    audit = [
+        _audit("silver_transform", "impressions", 100, 90, 5, 5),
+        _audit("silver_transform", "clicks", 20, 18, 0, 1),  # 18 + 0 + 1 != 20
+        _audit("silver_transform", "bid_requests", 10, 10, 0, 0),
+        _audit("gold_build", "campaign_daily", 5, 5, 0, 0),  # another job: no ratios
+    ]
+    tables.append((BATCH_AUDIT.relative_path, BATCH_AUDIT.schema, audit))
+    daily = [
+        _daily("c1", 26, 1000, 10, 1, "20"),
+        _daily("c2", 24, 1000, 200, 2, "10"),
+        _daily("c2", 25, 1000, 300, 3, "10"),
+        _daily("c3", 10, 5000, 0, 0, "5"),  # before the 7-day window
+        _daily("c4", 26, 500, 0, 0, "0.25"),  # too few impressions
+        _daily("c5", 24, 3000, 1, 0, "5"),
+        _daily(None, 26, 2000, 50, 0, "0"),
+    ]
+    tables.append((CAMPAIGN_DAILY, CAMPAIGN_DAILY_SCHEMA, daily))
+    attribution = [
+        ("c1", date(2026, 11, 26), "last_touch", 2.0, 20.0, 1),
+        ("c2", date(2026, 11, 25), "last_touch", 0.0, 0.0, 0),
+        ("c1", date(2026, 11, 26), "linear", 3.0, 30.0, 5),  # other models are not counted
+    ]
+    tables.append((CAMPAIGN_ATTRIBUTION_DAILY, ATTRIBUTION_DAILY_SCHEMA, attribution))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda t: _save(spark, cfg, *t), tables))
+
+
+@pytest.fixture(scope="module")
+def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> AppConfig:
+    root = tmp_path_factory.mktemp("quality")
+    cfg = config_for(root)
+    build_lakehouse(spark, cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def results(spark: SparkSession, lake: AppConfig) -> list[CheckResult]:
+    return run_checks(spark, lake, NOW)
+
+
+def _table(results: list[CheckResult]) -> list[tuple[Any, ...]]:
+    return [(r.check, r.table, r.scope, r.observed, r.threshold, r.status) for r in results]
+
+
+def _assert_rows(actual: list[tuple[Any, ...]], expected: list[tuple[Any, ...]]) -> None:
+    assert [a[:3] for a in actual] == [e[:3] for e in expected]
+    for a, e in zip(actual, expected, strict=True):
+        for got, want in zip(a[3:], e[3:], strict=True):
+            assert got == (
+                want if want is None or isinstance(want, str) else pytest.approx(want)
+            ), a
+
+
+DAY = "2026-11-26"
+EXPECTED = [
+    ("freshness_event_seconds", "silver/bid_requests", "all", 86400, 21600, "fail"),
+    ("freshness_event_seconds", "silver/clicks", "all", 57600, 21600, "fail"),
+    ("freshness_event_seconds", "silver/conversions", "all", 1800, 3600, "pass"),
+    ("freshness_event_seconds", "silver/impressions", "all", 7200, 3600, "warn"),
+    ("freshness_ingestion_seconds", "bronze/bid_requests", "bid_requests", None, 3600, "warn"),
+    (
+        "freshness_ingestion_seconds",
+        "bronze/clicks_conversions",
+        "clicks_conversions",
+        28800,
+        21600,
+        "fail",
+    ),
+    ("freshness_ingestion_seconds", "bronze/impressions", "impressions", 3600, 3600, "pass"),
+    ("volume_anomaly", "silver/bid_requests", DAY, None, 3.5, "pass"),
+    ("volume_anomaly", "silver/clicks", DAY, 0.75, 0.5, "warn"),
+    ("volume_anomaly", "silver/conversions", DAY, None, 3.5, "pass"),
+    ("volume_anomaly", "silver/impressions", DAY, 20 / 1.4826, 5.0, "fail"),
+    ("quarantine_ratio", "bronze/bid_requests", "bid_requests", 0.0, 0.02, "pass"),
+    ("quarantine_ratio", "bronze/clicks_conversions", "clicks_conversions", 0.0, 0.02, "pass"),
+    ("quarantine_ratio", "bronze/impressions", "impressions", 0.05, 0.02, "warn"),
+    ("quarantine_ratio", "silver/bid_requests", "bid_requests", 0.0, 0.02, "pass"),
+    ("quarantine_ratio", "silver/clicks", "clicks", 0.0, 0.02, "pass"),
+    ("quarantine_ratio", "silver/conversions", "conversions", 0.0, 0.02, "pass"),
+    ("quarantine_ratio", "silver/impressions", "impressions", 0.05, 0.02, "warn"),
+    ("duplicate_ratio", "silver/bid_requests", "bid_requests", 0.0, 0.05, "pass"),
+    ("duplicate_ratio", "silver/clicks", "clicks", 0.05, 0.05, "pass"),
+    ("duplicate_ratio", "silver/conversions", "conversions", 0.0, 0.05, "pass"),
+    ("duplicate_ratio", "silver/impressions", "impressions", 0.05, 0.05, "pass"),
+    ("ctr_band", "gold/campaign_daily", "c1", 0.01, 0.001, "pass"),
+    ("ctr_band", "gold/campaign_daily", "c2", 0.25, 0.1, "fail"),
+    ("ctr_band", "gold/campaign_daily", "c5", 1 / 3000, 0.001, "fail"),
+    ("cvr_band", "gold/campaign_daily", "c2", 0.01, 0.005, "pass"),
+    ("clicks_without_impression_ratio", "silver/clicks", "all", 4 / 21, 0.05, "warn"),
+    ("won_auctions_without_impression_ratio", "silver/bid_requests", "all", 0.24, 0.9, "pass"),
+    ("impressions_unknown_auction_ratio", "silver/impressions", "all", 0.05, 0.01, "warn"),
+    ("unattributed_conversion_ratio", "gold/campaign_attribution_daily", "all", 1 / 3, 0.3, "warn"),
+    ("spend_gold_vs_silver", "gold/campaign_daily", "all", 0.25, 0.01, "fail"),
+    ("audit_identity_violations", "ops/batch_audit", "all", 1, 0, "fail"),
+]
+
+
+def test_every_check_on_the_shared_lakehouse(results: list[CheckResult]) -> None:
+    _assert_rows(_table(results), EXPECTED)
+
+
+def test_details_say_what_was_seen(results: list[CheckResult]) -> None:
+    detail = {(r.check, r.table, r.scope): r.detail for r in results}
+    assert detail[("volume_anomaly", "silver/impressions", DAY)] == (
+        "spike: 30 rows vs median 10 of 7 days (robust z, MAD 1)"
+    )
+    assert detail[("volume_anomaly", "silver/clicks", DAY)] == (
+        "drop: 1 rows vs median 4 of 5 days (MAD 0: relative deviation)"
+    )
+    assert detail[("volume_anomaly", "silver/bid_requests", DAY)] == (
+        "insufficient history: 0 of 3 days"
+    )
+    assert detail[("volume_anomaly", "silver/conversions", DAY)] == (
+        "insufficient history: 1 of 3 days"
+    )
+    assert detail[("freshness_event_seconds", "silver/impressions", "all")] == (
+        "newest 2026-11-27T10:00:00Z"
+    )
+    assert detail[("freshness_ingestion_seconds", "bronze/bid_requests", "bid_requests")] == (
+        "no committed files"
+    )
+    assert detail[("quarantine_ratio", "silver/conversions", "conversions")] == "0 of 0"
+    assert detail[("ctr_band", "gold/campaign_daily", "c5")] == "below min [0.001, 0.1]: 1 of 3000"
+    assert detail[("spend_gold_vs_silver", "gold/campaign_daily", "all")] == (
+        "gold spend 50.25 vs silver cost 50.5"
+    )
+    assert detail[("audit_identity_violations", "ops/batch_audit", "all")].startswith(
+        "1 of 4 audit rows break"
+    )
+
+
+def test_grade_volume_baseline_rules() -> None:
+    settings = QualitySettings(volume_period="hour", baseline_periods=4, min_periods=3)
+    # Rows older than the baseline (bucket 5): all 4 baseline periods count, empty ones as 0.
+    drop = grade_volume("silver/clicks", {5: 7, 7: 10, 8: 12, 9: 10, 10: 1}, 10, settings)
+    assert drop.scope == period_label(10, 3600) == "1970-01-01T10:00Z"
+    # baseline [0, 10, 12, 10]: median 10, MAD 1 -> z = 9 / 1.4826
+    assert (drop.status, drop.threshold) == ("fail", 5.0)
+    assert drop.observed == pytest.approx(9 / 1.4826)
+    assert drop.detail == "drop: 1 rows vs median 10 of 4 hours (robust z, MAD 1)"
+    steady = grade_volume("silver/clicks", {7: 3, 8: 3, 9: 3, 10: 3}, 10, settings)
+    assert (steady.observed, steady.status, steady.threshold) == (0.0, "pass", 0.5)
+    assert steady.detail.startswith("steady: 3 rows vs median 3 of 3 hours")
+    # Baseline of zeros (median 0, MAD 0): the deviation is relative to max(median, 1).
+    spike = grade_volume("silver/clicks", {5: 1, 10: 2}, 10, settings)
+    assert (spike.observed, spike.status, spike.threshold) == (2.0, "fail", 0.8)
+
+
+def test_missing_tables_warn_without_failing(spark: SparkSession, tmp_path: Path) -> None:
+    results = run_checks(spark, config_for(tmp_path), NOW)
+    assert {r.status for r in results} == {"warn"}
+    assert all(r.observed is None and r.threshold is None for r in results)
+    by_key = {(r.check, r.table, r.scope): r.detail for r in results}
+    assert len(by_key) == len(results) == 30
+    assert by_key[("freshness_event_seconds", "silver/clicks", "all")] == "table missing"
+    assert by_key[("ctr_band", "gold/campaign_daily", "all")] == "table missing"
+    assert by_key[("audit_identity_violations", "ops/batch_audit", "all")] == "table missing"
+    assert by_key[("quarantine_ratio", "silver/clicks", "clicks")] == (
+        "table missing: ops/batch_audit"
+    )
+    assert by_key[("freshness_ingestion_seconds", "bronze/impressions", "impressions")] == (
+        "table missing: ops/ingest_file_log"
+    )
+    assert by_key[("clicks_without_impression_ratio", "silver/clicks", "all")] == "table missing"
+    assert by_key[("spend_gold_vs_silver", "gold/campaign_daily", "all")] == "table missing"
+
+
+def _job() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "jobs" / "quality_monitor.py"
+    spec = importlib.util.spec_from_file_location("quality_monitor_job", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class JobRun:
+    cfg: AppConfig
+    exit_code: int
+    stdout: list[str]
+
+
+@pytest.fixture(scope="module")
+def job_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> JobRun:
+    """The job, run once on a lakehouse of empty silver impressions and clicks and an audit
+    table with one broken row; everything else is not built yet.
+    """
+    root = tmp_path_factory.mktemp("quality_job")
+    cfg = config_for(root)
+    for spec in (SILVER_IMPRESSIONS, SILVER_CLICKS):
+        storage.ensure_table(spark, spec, cfg.table_path(spec.relative_path))
+    audit = [
+        _audit("silver_transform", "clicks", 20, 18, 1, 1),
+        _audit("silver_transform", "clicks", 5, 5, 0, 1),  # 5 + 0 + 1 != 5
+    ]
+    _save(spark, cfg, BATCH_AUDIT.relative_path, BATCH_AUDIT.schema, audit)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = _job().main(["--config", str(write_config(root)), "--log-level", "WARNING"])
+    return JobRun(cfg, code, out.getvalue().splitlines())
+
+
+def test_job_prints_results_and_exits_0_despite_failures(job_run: JobRun) -> None:
+    assert job_run.exit_code == 0
+    header, *rows = job_run.stdout
+    assert header.split() == ["check", "table", "scope", "observed", "threshold", "status"]
+    assert len(rows) == 30
+    assert rows[-1].split() == [
+        "audit_identity_violations",
+        "ops/batch_audit",
+        "all",
+        "1",
+        "0",
+        "fail",
+    ]
+    with pytest.raises(SystemExit) as exc:
+        _job().main(["--config", "x.yaml", "--mode", "stream", "--interval", "soon"])
+    assert exc.value.code == 2
+
+
+class _StopAfter(threading.Event):
+    """Stands in for the SIGTERM event: set after `runs` loop iterations, waits not at all."""
+
+    def __init__(self, runs: int) -> None:
+        super().__init__()
+        self.runs = runs
+        self.waits: list[float | None] = []
+
+    def is_set(self) -> bool:
+        return len(self.waits) >= self.runs
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return self.is_set()
+
+
+def test_stream_mode_runs_every_interval_until_stopped(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _job()
+    stop = _StopAfter(runs=2)
+    monkeypatch.setattr(job, "stop_on_signals", lambda: stop)
+    config = str(write_config(tmp_path))
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = job.main(["--config", config, "--mode", "stream", "--interval", "1 hour"])
+    assert code == 0
+    assert len(stop.waits) == 2 and all(0 < (w or 0) <= 3600 for w in stop.waits)
+    stored = storage.read_table(spark, config_for(tmp_path).table_path("ops/dq_results"))
+    assert stored.select("run_id").distinct().count() == 2  # every run is a new observation
+
+
+def test_empty_and_missing_tables_as_stored(spark: SparkSession, job_run: JobRun) -> None:
+    stored = storage.read_table(spark, job_run.cfg.table_path("ops/dq_results"))
+    assert stored.schema == DQ_RESULTS.schema
+    got = {
+        (r["check"], r["table"], r["scope"]): (r["observed"], r["status"], r["detail"])
+        for r in stored.collect()
+    }
+    assert len(got) == 30
+    assert got[("freshness_event_seconds", "silver/clicks", "all")] == (None, "warn", "no rows")
+    assert got[("volume_anomaly", "silver/impressions", DAY)][1:] == (
+        "pass",
+        "insufficient history: 0 of 3 days",
+    )
+    assert got[("freshness_event_seconds", "silver/conversions", "all")][1:] == (
+        "warn",
+        "table missing",
+    )
+    for key in [
+        ("clicks_without_impression_ratio", "silver/clicks", "all"),
+        ("quarantine_ratio", "silver/impressions", "impressions"),
+        ("duplicate_ratio", "silver/conversions", "conversions"),
+    ]:
+        assert got[key] == (0.0, "pass", "0 of 0"), key
+    assert got[("quarantine_ratio", "silver/clicks", "clicks")] == (0.04, "warn", "1 of 25")
+    assert got[("duplicate_ratio", "silver/clicks", "clicks")] == (0.08, "warn", "2 of 25")
+    assert got[("impressions_unknown_auction_ratio", "silver/impressions", "all")][1:] == (
+        "warn",
+        "table missing: silver/bid_requests",
+    )
+    assert got[("spend_gold_vs_silver", "gold/campaign_daily", "all")][1:] == (
+        "warn",
+        "table missing",
+    )
+
+
+def test_write_results_is_idempotent_per_run(spark: SparkSession, job_run: JobRun) -> None:
+    cfg = job_run.cfg
+    location = cfg.table_path("ops/dq_results")
+    (run_id,) = [
+        r[0] for r in storage.read_table(spark, location).select("run_id").distinct().collect()
+    ]
+    rows = [
+        CheckResult("spend_gold_vs_silver", "gold/campaign_daily", "all", 0.25, 0.01, "fail", "x"),
+        CheckResult("ctr_band", "gold/campaign_daily", "all", None, None, "warn", "table missing"),
+    ]
+    write_results(spark, cfg, run_id, NOW, rows)  # a retried write of a committed run: skipped
+    assert write_results(spark, cfg, "run-2", NOW, rows) == 2  # the next run: new observations
+    table = storage.read_table(spark, location)
+    got = sorted(
+        (r["run_id"], r["ts"], r["check"], r["observed"], r["status"])
+        for r in table.where(F.col("run_id") != run_id)
+        .select("*", F.unix_seconds("run_ts").alias("ts"))
+        .collect()
+    )
+    ts = int(NOW.timestamp())
+    assert got == [
+        ("run-2", ts, "ctr_band", None, "warn"),
+        ("run-2", ts, "spend_gold_vs_silver", 0.25, "fail"),
+    ]
+    assert table.where(F.col("run_id") == run_id).count() == 30
+
+
+def test_parse_quality_defaults_and_values(tmp_path: Path) -> None:
+    assert parse_quality({}, "quality") == QualitySettings()
+    assert config_for(tmp_path).quality == QualitySettings()  # conf/local.yaml shows the defaults
+    settings = parse_quality(
+        {
+            "freshness": {"event_warn_after": "30 minutes", "ingestion_fail_after": "1 day"},
+            "volume": {"period": "hour", "baseline_periods": 24, "mad_threshold": 8},
+            "audit_window": "7 days",
+            "ratios": {"quarantine_ratio": {"fail": 0.5}},
+            "bands": {"days": 3, "ctr": {"min": 0, "min_impressions": 10}},
+            "spend_tolerance": 1,
+        },
+        "quality",
+    )
+    assert settings.event_freshness == Limits(1800, 21600)
+    assert settings.ingestion_freshness == Limits(3600, 86400)
+    assert (settings.volume_period, settings.period_seconds) == ("hour", 3600)
+    assert (settings.baseline_periods, settings.volume_z) == (24, Limits(3.5, 8.0))
+    assert settings.audit_window_seconds == 7 * 86400
+    assert settings.ratios["quarantine_ratio"] == Limits(0.02, 0.5)
+    assert settings.ratios["duplicate_ratio"] == Limits(0.05, 0.2)
+    assert (settings.band_days, settings.ctr.min, settings.ctr.min_denominator) == (3, 0.0, 10)
+    assert settings.spend_tolerance == 1.0
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"volume": {"mad_threshold": "high"}}, "quality.volume.mad_threshold"),
+        ({"volume": {"mad_threshold": -1}}, "quality.volume.mad_threshold"),
+        ({"volume": {"period": "week"}}, "quality.volume.period"),
+        ({"volume": {"min_periods": 20}}, "quality.volume.min_periods"),
+        ({"volume": {"baseline_periods": 0}}, "quality.volume.baseline_periods"),
+        ({"freshness": {"event_fail_after": "soon"}}, "quality.freshness.event_fail_after"),
+        ({"freshness": {"event_warn_after": "1 day"}}, "quality.freshness.event_warn_after"),
+        ({"ratios": {"duplicate_ratio": {"fail": 5}}}, "quality.ratios.duplicate_ratio.fail"),
+        ({"ratios": {"dupes": {"fail": 0.1}}}, "quality.ratios.dupes"),
+        ({"bands": {"cvr": {"min": 0.9, "max": 0.1}}}, "quality.bands.cvr.min"),
+        ({"bands": {"ctr": {"min_clicks": 5}}}, "quality.bands.ctr.min_clicks"),
+        ({"audit_window": "0s"}, "quality.audit_window"),
+        ({"spend_tolerance": True}, "quality.spend_tolerance"),
+        ({"volumes": {}}, "quality.volumes"),
+    ]
+    for section, key in cases:
+        with pytest.raises(ConfigError) as exc:
+            parse_quality(section, "quality")
+        assert exc.value.key == key, section
+    # Through the whole config, as the jobs load it.
+    with pytest.raises(ConfigError) as exc:
+        config_for(tmp_path, **{"quality.volume.mad_threshold": "x"})
+    assert exc.value.key == "quality.volume.mad_threshold"
+
+
+def test_format_results_is_a_fixed_width_table() -> None:
+    text = format_results(
+        [
+            CheckResult("volume_anomaly", "silver/clicks", DAY, 0.75, 0.5, "warn", "drop"),
+            CheckResult("ctr_band", "gold/campaign_daily", "all", None, None, "warn", "missing"),
+        ]
+    )
+    assert text.splitlines() == [
+        "check           table                scope       observed  threshold  status",
+        "volume_anomaly  silver/clicks        2026-11-26      0.75        0.5  warn",
+        "ctr_band        gold/campaign_daily  all                -          -  warn",
+    ]
