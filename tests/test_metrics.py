@@ -103,8 +103,7 @@ def test_publish_writes_the_textfile(tmp_path: Path) -> None:
     assert where == str(tmp_path / "prom" / "t_text.prom")
     text = (tmp_path / "prom" / "t_text.prom").read_text(encoding="utf-8")
     assert (
-        'adlake_records_written_total{job_name="t_text",source="s2",table="silver/s2"} 5.0'
-        in text
+        'adlake_records_written_total{job_name="t_text",source="s2",table="silver/s2"} 5.0' in text
     )
 
 
@@ -160,3 +159,50 @@ def test_metrics_endpoint_serves_the_registry(tmp_path: Path) -> None:
     metrics.record_batch("t_http", "s3", "bronze/s3", read=1, written=1)
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'adlake_records_read_total{job_name="t_http",source="s3",table="bronze/s3"} 1.0' in body
+
+
+def test_pushgateway_receives_the_job_group(tmp_path: Path) -> None:
+    """A real Pushgateway (scripts/setup_prometheus.sh installs it) gets the run's metrics
+    under the grouping key job=<job_name>, sources=<--source>."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("pushgateway")
+    assert binary, "pushgateway is not on PATH: run scripts/setup_prometheus.sh (make test does)"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "pushgateway did not start"
+                time.sleep(0.2)
+        settings = replace(config_for(tmp_path).metrics, pushgateway_url=url)
+        metrics.record_batch("t_gw", "s4", "silver/s4", read=3, written=2, duplicates=1)
+        metrics.record_run("t_gw", "impressions", 1.5, ok=True)
+        assert metrics.publish(settings, "t_gw", "impressions") == url
+        body = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    line = next(
+        ln
+        for ln in body.splitlines()
+        if ln.startswith("adlake_duplicates_removed_total{") and 'job_name="t_gw"' in ln
+    )
+    for label in ('job="t_gw"', 'sources="impressions"', 'source="s4"', 'table="silver/s4"'):
+        assert label in line
+    assert line.endswith(" 1")
