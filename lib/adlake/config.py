@@ -152,8 +152,12 @@ def _resolve_path(value: str, base: Path) -> str:
     return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
 
 
-class _Section:
-    """Reads one mapping, remembering which keys were consumed so leftovers can be rejected."""
+class ConfigSection:
+    """Reads one mapping, remembering which keys were consumed so leftovers can be rejected.
+
+    Public so that modules owning a config section (silver rules, quality thresholds) parse
+    it with the same unknown-key and dotted-name errors.
+    """
 
     def __init__(self, data: Any, prefix: str) -> None:
         if data is None:
@@ -190,11 +194,11 @@ class _Section:
             raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got {value!r}")
         return value
 
-    def section(self, name: str, *, required: bool = True) -> _Section:
+    def section(self, name: str, *, required: bool = True) -> ConfigSection:
         self.seen.add(name)
         if name not in self.data and required:
             raise ConfigError(self.key(name), "is required")
-        return _Section(self.data.get(name), self.key(name))
+        return ConfigSection(self.data.get(name), self.key(name))
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen)
@@ -241,7 +245,7 @@ def _time_zone(value: str, key: str) -> str:
     return value
 
 
-def _positive_int(section: _Section, name: str, default: int) -> int:
+def positive_int(section: ConfigSection, name: str, default: int) -> int:
     value: int = section.get(name, int, default)
     if value <= 0:
         raise ConfigError(section.key(name), f"must be a positive integer, got {value}")
@@ -250,7 +254,7 @@ def _positive_int(section: _Section, name: str, default: int) -> int:
 
 def parse_config(data: Any, base_dir: Path) -> AppConfig:
     """Validate a loaded YAML document; relative paths resolve against `base_dir`."""
-    root = _Section(data, "")
+    root = ConfigSection(data, "")
     env = root.get("env", str)
 
     p = root.section("paths")
@@ -303,7 +307,7 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
         sources[name] = SourceOptions(
             name=name,
             path_glob=one.get("path_glob", str),
-            max_files_per_trigger=_positive_int(one, "max_files_per_trigger", 100),
+            max_files_per_trigger=positive_int(one, "max_files_per_trigger", 100),
         )
         one.done()
     src.done()
@@ -312,7 +316,7 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
     stream = StreamSettings(
         trigger=parse_trigger(st.get("trigger", str, "available-now")),
         max_file_age=st.get("max_file_age", str, "3650d"),
-        stop_timeout_seconds=_positive_int(st, "stop_timeout_seconds", 120),
+        stop_timeout_seconds=positive_int(st, "stop_timeout_seconds", 120),
     )
     st.done()
 
@@ -358,7 +362,7 @@ _ATTRIBUTION_WEIGHTS = ("first_touch_weight", "last_touch_weight")
 MIN_VACUUM_RETENTION_SECONDS = 7 * 86_400
 
 
-def _attribution_fields(section: _Section, defaults: dict[str, Any]) -> dict[str, Any]:
+def _attribution_fields(section: ConfigSection, defaults: dict[str, Any]) -> dict[str, Any]:
     values = dict(defaults)
     for name in _ATTRIBUTION_DURATIONS:
         if name in section.data:
@@ -372,7 +376,7 @@ def _attribution_fields(section: _Section, defaults: dict[str, Any]) -> dict[str
     return values
 
 
-def _attribution_params(gold: _Section) -> Any:
+def _attribution_params(gold: ConfigSection) -> Any:
     """gold.attribution (+ per-campaign overrides) -> AttributionParams, errors naming the key."""
     from adlake.attribution import AttributionParams, AttributionParamsError
 
@@ -411,7 +415,7 @@ def _attribution_params(gold: _Section) -> Any:
         raise ConfigError("gold.attribution", str(exc)) from exc
 
 
-def _maintenance(m: _Section) -> MaintenanceSettings:
+def _maintenance(m: ConfigSection) -> MaintenanceSettings:
     key = m.key("vacuum_retention")
     retention = parse_duration(m.get("vacuum_retention", str, "7 days"), key)
     if retention < MIN_VACUUM_RETENTION_SECONDS:
@@ -425,7 +429,7 @@ def _maintenance(m: _Section) -> MaintenanceSettings:
     return MaintenanceSettings(vacuum_retention_seconds=retention, zorder_by=tuple(zorder))
 
 
-def _metrics(m: _Section, paths: Paths, base_dir: Path) -> MetricsSettings:
+def _metrics(m: ConfigSection, paths: Paths, base_dir: Path) -> MetricsSettings:
     port = m.get("http_port", int, 9108)
     if not 0 <= port <= 65535:
         raise ConfigError(m.key("http_port"), f"must be a TCP port (0 = off), got {port}")

@@ -37,7 +37,14 @@ from pyspark.sql import functions as F
 from adlake import storage
 from adlake.attribution import LAST_TOUCH, MONEY_SUM
 from adlake.bronze_ingest import COMMITTED
-from adlake.config import SOURCES, AppConfig, ConfigError, _Section, parse_duration
+from adlake.config import (
+    SOURCES,
+    AppConfig,
+    ConfigError,
+    ConfigSection,
+    parse_duration,
+    positive_int,
+)
 from adlake.gold_run import CAMPAIGN_ATTRIBUTION_DAILY, CAMPAIGN_DAILY
 from adlake.silver_run import JOB as SILVER_JOB
 from adlake.tables import (
@@ -157,7 +164,7 @@ class QualitySettings:
 def parse_quality(data: dict[str, Any], prefix: str) -> QualitySettings:
     """Validate the `quality` section; absent keys take the defaults of `QualitySettings`."""
     d = QualitySettings()
-    q = _Section(data, prefix)
+    q = ConfigSection(data, prefix)
 
     f = q.section("freshness", required=False)
     event = _duration_limits(f, "event_warn_after", "event_fail_after", d.event_freshness)
@@ -170,8 +177,8 @@ def parse_quality(data: dict[str, Any], prefix: str) -> QualitySettings:
     period = v.get("period", str, d.volume_period)
     if period not in PERIOD_SECONDS:
         raise ConfigError(v.key("period"), f"expected 'hour' or 'day', got {period!r}")
-    baseline = _positive_int(v, "baseline_periods", d.baseline_periods)
-    min_periods = _positive_int(v, "min_periods", d.min_periods)
+    baseline = positive_int(v, "baseline_periods", d.baseline_periods)
+    min_periods = positive_int(v, "min_periods", d.min_periods)
     if min_periods > baseline:
         raise ConfigError(v.key("min_periods"), f"must not exceed baseline_periods ({baseline})")
     volume_z = _limits(v, "mad_warn_threshold", "mad_threshold", d.volume_z)
@@ -194,7 +201,7 @@ def parse_quality(data: dict[str, Any], prefix: str) -> QualitySettings:
     r.done()
 
     b = q.section("bands", required=False)
-    days = _positive_int(b, "days", d.band_days)
+    days = positive_int(b, "days", d.band_days)
     ctr = _band(b.section("ctr", required=False), "min_impressions", d.ctr)
     cvr = _band(b.section("cvr", required=False), "min_clicks", d.cvr)
     b.done()
@@ -218,14 +225,9 @@ def parse_quality(data: dict[str, Any], prefix: str) -> QualitySettings:
     )
 
 
-def _positive_int(section: _Section, name: str, default: int) -> int:
-    value: int = section.get(name, int, default)
-    if value <= 0:
-        raise ConfigError(section.key(name), f"must be a positive integer, got {value}")
-    return value
-
-
-def _non_negative(section: _Section, name: str, default: float, fraction: bool = False) -> float:
+def _non_negative(
+    section: ConfigSection, name: str, default: float, fraction: bool = False
+) -> float:
     value = float(section.get(name, (int, float), default))
     if not math.isfinite(value) or value < 0 or (fraction and value > 1):
         want = "a fraction in [0, 1]" if fraction else "a non-negative number"
@@ -233,21 +235,23 @@ def _non_negative(section: _Section, name: str, default: float, fraction: bool =
     return value
 
 
-def _ordered(section: _Section, warn_name: str, fail_name: str, limits: Limits) -> Limits:
+def _ordered(section: ConfigSection, warn_name: str, fail_name: str, limits: Limits) -> Limits:
     if limits.warn > limits.fail:
         raise ConfigError(section.key(warn_name), f"must not exceed {fail_name} ({limits.fail:g})")
     return limits
 
 
 def _limits(
-    section: _Section, warn_name: str, fail_name: str, default: Limits, fraction: bool = False
+    section: ConfigSection, warn_name: str, fail_name: str, default: Limits, fraction: bool = False
 ) -> Limits:
     warn = _non_negative(section, warn_name, default.warn, fraction)
     fail = _non_negative(section, fail_name, default.fail, fraction)
     return _ordered(section, warn_name, fail_name, Limits(warn, fail))
 
 
-def _duration_limits(section: _Section, warn_name: str, fail_name: str, default: Limits) -> Limits:
+def _duration_limits(
+    section: ConfigSection, warn_name: str, fail_name: str, default: Limits
+) -> Limits:
     values: list[float] = []
     for name, fallback in ((warn_name, default.warn), (fail_name, default.fail)):
         raw = section.get(name, str, None)
@@ -255,12 +259,12 @@ def _duration_limits(section: _Section, warn_name: str, fail_name: str, default:
     return _ordered(section, warn_name, fail_name, Limits(values[0], values[1]))
 
 
-def _band(section: _Section, min_name: str, default: Band) -> Band:
+def _band(section: ConfigSection, min_name: str, default: Band) -> Band:
     low = _non_negative(section, "min", default.min)
     high = _non_negative(section, "max", default.max)
     if low > high:
         raise ConfigError(section.key("min"), f"must not exceed max ({high:g})")
-    band = Band(low, high, _positive_int(section, min_name, default.min_denominator))
+    band = Band(low, high, positive_int(section, min_name, default.min_denominator))
     section.done()
     return band
 
