@@ -208,6 +208,18 @@ def test_corrupt_input_fires_quarantine_alert_through_alertmanager(
                 "AdLakeQuarantineRatioHigh at the webhook",
                 logs,
             )
+            # The StreamingQueryListener's gauges reach Prometheus too.
+            _wait(
+                lambda: any(
+                    float(r["value"][1]) >= 1
+                    for r in _query(
+                        prom_port, 'adlake_stream_batches_total{query="bronze_impressions"}'
+                    )
+                ),
+                60,
+                "the stream's progress gauges",
+                logs,
+            )
             job.send_signal(signal.SIGTERM)
             assert job.wait(timeout=120) == 0
     finally:

@@ -454,6 +454,8 @@ def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> li
 def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:
     """Run one streaming query per source until they finish (available-now) or SIGTERM arrives."""
     stop = stop_on_signals()
-    metrics.watch_streams(spark, cfg.metrics)
+    listener = metrics.watch_streams(spark, cfg.metrics)
     queries = [BronzeIngestor(spark, cfg, source).start_stream(trigger) for source in sources]
     wait_for_queries(queries, stop, cfg.stream.stop_timeout_seconds)
+    if listener is not None:  # let the final progress events reach the gauges
+        listener.wait_for_termination_events(len(queries))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -248,6 +249,14 @@ class StreamMetricsListener(StreamingQueryListener):
 
     def __init__(self) -> None:
         self._names: dict[str, str] = {}
+        self._terminated: set[str] = set()
+        self._changed = threading.Condition()
+
+    def wait_for_termination_events(self, queries: int, timeout: float = 10.0) -> bool:
+        """Wait until `queries` termination events arrived: Spark delivers listener events
+        asynchronously, so the last progress can trail the end of a query."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._terminated) >= queries, timeout)
 
     def onQueryStarted(self, event: Any) -> None:  # Spark's callback names
         name = event.name or str(event.id)
@@ -268,14 +277,19 @@ class StreamMetricsListener(StreamingQueryListener):
 
     def onQueryTerminated(self, event: Any) -> None:
         STREAM_ACTIVE.labels(self._names.get(str(event.id), str(event.id))).set(0)
+        with self._changed:
+            self._terminated.add(str(event.id))
+            self._changed.notify_all()
 
 
-def watch_streams(spark: SparkSession, settings: MetricsSettings) -> None:
+def watch_streams(spark: SparkSession, settings: MetricsSettings) -> StreamMetricsListener | None:
     """Serve /metrics and register the listener before a streaming job starts its queries."""
     if not settings.enabled:
-        return
+        return None
     serve(settings)
-    spark.streams.addListener(StreamMetricsListener())
+    listener = StreamMetricsListener()
+    spark.streams.addListener(listener)
+    return listener
 
 
 def record_watermark(query: str, at: datetime | None) -> None:

@@ -437,8 +437,10 @@ def start_stream(processor: SilverProcessor, source: str, trigger: str) -> Strea
 def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:
     """Run one silver stream per source until done (available-now) or SIGTERM/SIGINT."""
     stop = stop_on_signals()
-    metrics.watch_streams(spark, cfg.metrics)
+    listener = metrics.watch_streams(spark, cfg.metrics)
     processor = SilverProcessor(spark, cfg, "stream")
     processor.refresh_creatives()
     queries = [start_stream(processor, source, trigger) for source in sources]
     wait_for_queries(queries, stop, cfg.stream.stop_timeout_seconds)
+    if listener is not None:  # let the final progress events reach the gauges
+        listener.wait_for_termination_events(len(queries))
