@@ -39,21 +39,42 @@ BID_FUNNEL_DAILY = "gold/bid_funnel_daily"
 GOLD_TABLES = (CONVERSION_ATTRIBUTION, CAMPAIGN_DAILY, CAMPAIGN_ATTRIBUTION_DAILY, BID_FUNNEL_DAILY)
 
 
-def _silver(spark: SparkSession, cfg: AppConfig, relative: str) -> DataFrame:
-    return storage.read_table(spark, cfg.table_path(relative))
-
-
 def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict[str, int]:
-    """Recompute gold tables (`attribution`, `aggregates` or `all`); returns rows per table."""
-    impressions = _silver(spark, cfg, SILVER_IMPRESSIONS.relative_path)
-    clicks = _silver(spark, cfg, SILVER_CLICKS.relative_path)
-    conversions = _silver(spark, cfg, SILVER_CONVERSIONS.relative_path)
-    creatives = _silver(spark, cfg, SILVER_CREATIVES.relative_path)
+    """Recompute gold tables (`attribution`, `aggregates` or `all`); returns rows per table.
+
+    Silver is read at versions pinned up front, and those versions are what each gold
+    commit records: a silver write landing during the build is picked up by the next run
+    instead of being recorded as already seen.
+    """
+    pinned = {
+        spec.relative_path: storage.table_version(spark, cfg.table_path(spec.relative_path))
+        for spec in (
+            SILVER_IMPRESSIONS,
+            SILVER_CLICKS,
+            SILVER_CONVERSIONS,
+            SILVER_CREATIVES,
+            SILVER_BID_REQUESTS,
+        )
+    }
+
+    def silver(spec: TableSpec) -> DataFrame:
+        version = pinned[spec.relative_path]
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(cfg.table_path(spec.relative_path))
+
+    def fingerprint(specs: tuple[TableSpec, ...], params: str = "") -> str:
+        versions = {s.relative_path: pinned[s.relative_path] for s in specs}
+        return json.dumps({"inputs": versions, "params": params}, sort_keys=True)
+
+    impressions, clicks = silver(SILVER_IMPRESSIONS), silver(SILVER_CLICKS)
+    conversions, creatives = silver(SILVER_CONVERSIONS), silver(SILVER_CREATIVES)
     params = cfg.attribution
     written: dict[str, int] = {}
     silver_inputs = (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS, SILVER_CREATIVES)
     if tables in ("attribution", "all"):
-        stamp = _fingerprint(spark, cfg, silver_inputs, repr(params))
+        stamp = fingerprint(silver_inputs, repr(params))
         if _unchanged(spark, cfg, CONVERSION_ATTRIBUTION, stamp, written):
             log.info("gold attribution: silver unchanged since the last run, skipped")
         else:
@@ -63,37 +84,23 @@ def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict
                 conversions, touches, params, markov_weights=weights
             ).withColumn("event_date", attribution.utc_date(F.col("conversion_ts")))
             _replace(credited, CONVERSION_ATTRIBUTION, cfg, stamp, written)
-        by_day_stamp = _fingerprint(spark, cfg, (), "", (CONVERSION_ATTRIBUTION,))
+        # A function of the attribution table just written: same inputs, same stamp.
+        by_day_stamp = json.dumps({"derived_from": stamp}, sort_keys=True)
         if not _unchanged(spark, cfg, CAMPAIGN_ATTRIBUTION_DAILY, by_day_stamp, written):
             by_day = attribution.campaign_attribution_daily(
                 storage.read_table(spark, cfg.table_path(CONVERSION_ATTRIBUTION))
             )
             _replace(by_day, CAMPAIGN_ATTRIBUTION_DAILY, cfg, by_day_stamp, written)
     if tables in ("aggregates", "all"):
-        stamp = _fingerprint(spark, cfg, silver_inputs, "")
+        stamp = fingerprint(silver_inputs)
         if not _unchanged(spark, cfg, CAMPAIGN_DAILY, stamp, written):
             daily = attribution.campaign_daily(impressions, clicks, conversions, creatives)
             _replace(daily, CAMPAIGN_DAILY, cfg, stamp, written)
-        stamp = _fingerprint(spark, cfg, (SILVER_BID_REQUESTS, SILVER_IMPRESSIONS), "")
+        stamp = fingerprint((SILVER_BID_REQUESTS, SILVER_IMPRESSIONS))
         if not _unchanged(spark, cfg, BID_FUNNEL_DAILY, stamp, written):
-            funnel = attribution.bid_funnel_daily(
-                _silver(spark, cfg, SILVER_BID_REQUESTS.relative_path), impressions
-            )
+            funnel = attribution.bid_funnel_daily(silver(SILVER_BID_REQUESTS), impressions)
             _replace(funnel, BID_FUNNEL_DAILY, cfg, stamp, written)
     return written
-
-
-def _fingerprint(
-    spark: SparkSession,
-    cfg: AppConfig,
-    specs: tuple[TableSpec, ...],
-    params: str,
-    derived: tuple[str, ...] = (),
-) -> str:
-    """The input versions (and parameters) a gold table is a function of, as stable JSON."""
-    relatives = [s.relative_path for s in specs] + list(derived)
-    versions = {r: storage.table_version(spark, cfg.table_path(r)) for r in relatives}
-    return json.dumps({"inputs": versions, "params": params}, sort_keys=True)
 
 
 def _unchanged(
