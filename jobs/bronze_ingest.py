@@ -6,15 +6,12 @@ spark-submit jobs/bronze_ingest.py --config conf/local.yaml --source all --mode 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from adlake.bronze_ingest import run_batch, run_streams
 from adlake.cli import exit_with, parse_source_mode_args, run_job, source_mode_parser
 from adlake.config import SOURCES, AppConfig
 from adlake.session import build_spark
-
-log = logging.getLogger("adlake.jobs.bronze_ingest")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -28,16 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     def body(cfg: AppConfig) -> None:
         spark = build_spark(cfg)
         if args.mode == "batch":
-            for r in run_batch(spark, cfg, sources):
-                log.info(
-                    "bronze %s run %d: %d files, %d rows, %d quarantined, %.1fs",
-                    r.source,
-                    r.run_seq,
-                    r.files,
-                    r.bronze_rows,
-                    r.quarantined_rows,
-                    r.seconds,
-                )
+            run_batch(spark, cfg, sources)  # each run logs its own counts
         else:
             run_streams(spark, cfg, sources, args.trigger or cfg.stream.trigger)
 

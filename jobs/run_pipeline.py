@@ -7,7 +7,6 @@ scripts/spark_submit.sh jobs/run_pipeline.py
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from datetime import datetime, timezone
 
@@ -17,7 +16,6 @@ from adlake.config import SOURCES, AppConfig
 from adlake.session import build_spark
 from adlake.summary import format_counts, table_counts
 
-log = logging.getLogger("adlake.jobs.run_pipeline")
 STAGES = ("bronze", "silver", "gold", "quality")
 
 
@@ -39,29 +37,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(cfg: AppConfig) -> None:
         spark = build_spark(cfg)
+        # Each bronze run and silver batch logs its own counts (and exports them as metrics).
         if "bronze" in stages:
-            for r in bronze_ingest.run_batch(spark, cfg, SOURCES):
-                log.info(
-                    "bronze %s run %d: %d files, %d rows, %d quarantined (%d corrupt files), %.1fs",
-                    r.source,
-                    r.run_seq,
-                    r.files,
-                    r.bronze_rows,
-                    r.quarantined_rows,
-                    r.corrupt_files,
-                    r.seconds,
-                )
+            bronze_ingest.run_batch(spark, cfg, SOURCES)
         if "silver" in stages:
-            for a in silver_run.run_batch(spark, cfg, SOURCES):
-                log.info(
-                    "silver %s: in=%d written=%d quarantined=%d duplicates=%d late=%d",
-                    a.source,
-                    a.rows_in,
-                    a.rows_written,
-                    a.quarantined,
-                    a.duplicates,
-                    a.late_rows,
-                )
+            silver_run.run_batch(spark, cfg, SOURCES)
         if "gold" in stages:
             gold_run.build_gold(spark, cfg)
             print("\nTop campaigns by ROAS (attributed conversions: last touch / linear)")

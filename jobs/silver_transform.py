@@ -6,15 +6,12 @@ spark-submit jobs/silver_transform.py --config conf/local.yaml --source all --mo
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from adlake.cli import exit_with, parse_source_mode_args, run_job, source_mode_parser
 from adlake.config import SOURCES, AppConfig
 from adlake.session import build_spark
 from adlake.silver_run import run_batch, run_streams
-
-log = logging.getLogger("adlake.jobs.silver_transform")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
