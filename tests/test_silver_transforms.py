@@ -29,6 +29,7 @@ from pyspark.sql.types import (
 
 from adlake import schemas, silver
 from adlake.config import ConfigError
+from adlake.tables import SILVER_BID_REQUESTS, SILVER_CLICKS, SILVER_CONVERSIONS, SILVER_IMPRESSIONS
 
 F1 = "file:/landing/a"
 F2 = "file:/landing/b"
@@ -36,6 +37,7 @@ INGESTED = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
 RULES = silver.parse_rules(yaml.safe_load(silver.DEFAULT_RULES_YAML))
 STR = StringType()
 TS = TimestampType()
+MONEY = silver.MONEY
 
 
 def utc(
@@ -778,7 +780,8 @@ def test_default_rules_on_bid_requests(spark: SparkSession) -> None:
 
 DEDUP_IN = struct(
     ("label", STR), ("impression_id", STR), ("user_id", STR), ("creative_id", STR),
-    ("event_ts", TS), ("website", STR), ("auction_id", STR), ("_source_file", STR),
+    ("event_ts", TS), ("website", STR), ("auction_id", STR), ("cost", MONEY),
+    ("device_type", STR), ("os", STR), ("browser", STR), ("_source_file", STR),
     ("_bronze_ingested_at", TS),
 )  # fmt: skip
 
@@ -792,12 +795,13 @@ def test_dedup_keys_and_deterministic_survivors(spark: SparkSession) -> None:
     t0, t1 = utc(2026, 11, 2, 7, 0), utc(2026, 11, 2, 8, 0)
     ts = utc(2023, 11, 1, 10, 0)
     micros = str(int(ts.timestamp()) * 1_000_000)
-    business = ("u1", "c1", ts, "example.com", None)
+    device = ("mobile", "ios", "safari")
+    business = ("u1", "c1", ts, "example.com", None, Decimal("0.5"), *device)
     rows = spark.createDataFrame(
         [
             # the same id three times: the earliest ingestion wins, then the smallest file
             ("id_late_f1", "imp-1", *business, F1, t1),
-            ("id_early_f2", "imp-1", "other", "c9", ts, "x.org", "a1", F2, t0),
+            ("id_early_f2", "imp-1", "other", "c9", ts, "x.org", "a1", None, *device, F2, t0),
             ("id_late_f0", " imp-1 ", *business, "file:/landing/0", t1),
             ("id2_f2", "imp-2", *business, F2, t1),
             ("id2_f1", "imp-2", *business, F1, t1),
@@ -805,20 +809,26 @@ def test_dedup_keys_and_deterministic_survivors(spark: SparkSession) -> None:
             ("hash_b", None, *business, F1, t1),
             ("hash_a", "  ", *business, F1, t1),
             # a different website, or null vs empty text, gives a different key
-            ("hash_other_site", None, "u1", "c1", ts, "example.org", None, F1, t1),
-            ("hash_empty_auction", None, "u1", "c1", ts, "example.com", "", F1, t1),
+            ("hash_other_site", None, "u1", "c1", ts, "example.org", None, Decimal("0.5"),
+             *device, F1, t1),
+            ("hash_empty_auction", None, "u1", "c1", ts, "example.com", "", Decimal("0.5"),
+             *device, F1, t1),
         ],
         DEDUP_IN,
-    )
+    )  # fmt: skip
     keyed = rows.transform(
         silver.with_dedup_key(silver.IMPRESSION_ID, silver.IMPRESSION_BUSINESS_COLUMNS)
     )
-    same = _expected_hash("u1", "c1", micros, "example.com", None)
+    same = _expected_hash("u1", "c1", micros, "example.com", None, "0.500000", *device)
     keys = {
         "id_late_f1": "imp-1", "id_early_f2": "imp-1", "id_late_f0": "imp-1",
         "id2_f2": "imp-2", "id2_f1": "imp-2", "hash_b": same, "hash_a": same,
-        "hash_other_site": _expected_hash("u1", "c1", micros, "example.org", None),
-        "hash_empty_auction": _expected_hash("u1", "c1", micros, "example.com", ""),
+        "hash_other_site": _expected_hash(
+            "u1", "c1", micros, "example.org", None, "0.500000", *device
+        ),
+        "hash_empty_auction": _expected_hash(
+            "u1", "c1", micros, "example.com", "", "0.500000", *device
+        ),
     }  # fmt: skip
     assert len(set(keys.values())) == 5
     assert_rows(
@@ -834,6 +844,94 @@ def test_dedup_keys_and_deterministic_survivors(spark: SparkSession) -> None:
          ("hash_empty_auction",)],
         struct(("label", STR)),
     )  # fmt: skip
+
+
+CONVERSION_DEDUP_IN = struct(
+    ("label", STR), ("event_id", STR), ("user_id", STR), ("campaign_id", STR),
+    ("creative_id", STR), ("conversion_type", STR), ("event_ts", TS), ("revenue", MONEY),
+    ("_source_file", STR), ("_bronze_ingested_at", TS),
+)  # fmt: skip
+
+
+def test_conversions_without_id_differing_in_revenue_are_two_events(
+    spark: SparkSession,
+) -> None:
+    t0, t1 = utc(2026, 11, 2, 7, 0), utc(2026, 11, 2, 8, 0)
+    ts = utc(2023, 11, 1, 10, 0)
+    micros = str(int(ts.timestamp()) * 1_000_000)
+    who = ("u1", "k1", "c1")
+    rows = spark.createDataFrame(
+        [
+            # two purchases by one user in one second: different amounts, different events
+            ("buy_10", None, *who, "purchase", ts, Decimal("10.00"), F1, t0),
+            ("buy_25", None, *who, "purchase", ts, Decimal("25.50"), F1, t0),
+            # the first purchase delivered again later: a true duplicate
+            ("buy_10_again", None, *who, "purchase", ts, Decimal("10.000000"), F2, t1),
+            # another type in the same second, and a purchase without revenue
+            ("signup", None, *who, "signup", ts, None, F1, t0),
+            ("buy_none", None, *who, "purchase", ts, None, F1, t0),
+        ],
+        CONVERSION_DEDUP_IN,
+    )
+    id_col, business = silver.DEDUP_KEYS["conversions"]
+    keyed = rows.transform(silver.with_dedup_key(id_col, business))
+    assert_rows(
+        keyed.select("label", silver.DEDUP_KEY),
+        [
+            ("buy_10", _expected_hash(*who, "purchase", micros, "10.000000")),
+            ("buy_25", _expected_hash(*who, "purchase", micros, "25.500000")),
+            ("buy_10_again", _expected_hash(*who, "purchase", micros, "10.000000")),
+            ("signup", _expected_hash(*who, "signup", micros, None)),
+            ("buy_none", _expected_hash(*who, "purchase", micros, None)),
+        ],
+        struct(("label", STR), ("_dedup_key", STR)),
+    )
+    assert_rows(
+        keyed.transform(silver.drop_duplicates_in_batch).select("label"),
+        [("buy_10",), ("buy_25",), ("signup",), ("buy_none",)],
+        struct(("label", STR)),
+    )
+
+
+def test_impressions_without_ids_differing_in_cost_or_device_are_two_events(
+    spark: SparkSession,
+) -> None:
+    t0 = utc(2026, 11, 2, 7, 0)
+    ts = utc(2023, 11, 1, 10, 0)
+    where = ("u1", "c1", ts, "example.com", None)
+    rows = spark.createDataFrame(
+        [
+            ("cheap", None, *where, Decimal("0.5"), "mobile", "ios", "safari", F1, t0),
+            ("dear", None, *where, Decimal("0.7"), "mobile", "ios", "safari", F1, t0),
+            ("desktop", None, *where, Decimal("0.5"), "desktop", "macos", "safari", F1, t0),
+            ("cheap_again", None, *where, Decimal("0.50"), "mobile", "ios", "safari", F2, t0),
+        ],
+        DEDUP_IN,
+    )
+    id_col, business = silver.DEDUP_KEYS["impressions"]
+    survivors = rows.transform(silver.with_dedup_key(id_col, business)).transform(
+        silver.drop_duplicates_in_batch
+    )
+    assert_rows(
+        survivors.select("label"),
+        [("cheap",), ("dear",), ("desktop",)],
+        struct(("label", STR)),
+    )
+
+
+def test_dedup_keys_cover_every_target_with_its_own_columns() -> None:
+    specs = {
+        "impressions": SILVER_IMPRESSIONS,
+        "clicks": SILVER_CLICKS,
+        "conversions": SILVER_CONVERSIONS,
+        "bid_requests": SILVER_BID_REQUESTS,
+    }
+    assert set(silver.DEDUP_KEYS) == set(specs)
+    for target, (id_col, business) in silver.DEDUP_KEYS.items():
+        names = set(specs[target].schema.fieldNames())
+        assert {id_col, *business} <= names, target
+    assert "revenue" in silver.DEDUP_KEYS["conversions"][1]
+    assert "conversion_type" in silver.DEDUP_KEYS["conversions"][1]
 
 
 def test_with_dedup_key_names_missing_columns(spark: SparkSession) -> None:

@@ -676,22 +676,39 @@ DEFAULT_RULES_YAML = """\
 IMPRESSION_ID = "impression_id"
 CLICK_CONVERSION_ID = "event_id"
 BID_REQUEST_ID = "request_id"
+# Business fields hash a record without an id. They are every field that can tell two real
+# events apart, in canonical form (so a re-delivery in another format still matches), and
+# never a field enriched from a dimension (a creative's campaign, a country code): a
+# dimension change between two deliveries of one event must not split it. Changing a list
+# changes the hashed keys of new rows only; rows already in silver keep theirs.
 IMPRESSION_BUSINESS_COLUMNS: tuple[str, ...] = (
     "user_id",
     "creative_id",
     EVENT_TS,
     "website",
     "auction_id",
+    # Without an auction_id, two placements of one creative to one user in one second differ
+    # only in what they cost and where they were shown.
+    "cost",
+    "device_type",
+    "os",
+    "browser",
 )
-CLICK_CONVERSION_BUSINESS_COLUMNS: tuple[str, ...] = (
+CLICK_BUSINESS_COLUMNS: tuple[str, ...] = (
     "user_id",
     "campaign_id",
     "creative_id",
     "conversion_type",
     EVENT_TS,
 )
+# Two purchases by one user in one second with different amounts are two conversions.
+CONVERSION_BUSINESS_COLUMNS: tuple[str, ...] = (*CLICK_BUSINESS_COLUMNS, "revenue")
+# Clicks carry no revenue column (split_clicks drops it): use the per-target lists below.
+CLICK_CONVERSION_BUSINESS_COLUMNS: tuple[str, ...] = CLICK_BUSINESS_COLUMNS
 # A bid request is one (auction, user) offer; creative and price guard against merging two
-# different offers that happen to share an auction and a missing timestamp.
+# different offers that happen to share an auction and a missing timestamp. auction_id is
+# required (auction_id_present), and website and device describe the auction, not the
+# offer, so they cannot tell two offers in one auction apart.
 BID_REQUEST_BUSINESS_COLUMNS: tuple[str, ...] = (
     "auction_id",
     "user_id",
@@ -699,6 +716,13 @@ BID_REQUEST_BUSINESS_COLUMNS: tuple[str, ...] = (
     EVENT_TS,
     "bid_amount",
 )
+# Silver target -> (id column, business columns) for `with_dedup_key`.
+DEDUP_KEYS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "impressions": (IMPRESSION_ID, IMPRESSION_BUSINESS_COLUMNS),
+    "clicks": (CLICK_CONVERSION_ID, CLICK_BUSINESS_COLUMNS),
+    "conversions": (CLICK_CONVERSION_ID, CONVERSION_BUSINESS_COLUMNS),
+    "bid_requests": (BID_REQUEST_ID, BID_REQUEST_BUSINESS_COLUMNS),
+}
 
 _FIELD_SEPARATOR = "\u001f"
 _NULL_MARKER = "\u0000"
