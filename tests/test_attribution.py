@@ -1019,3 +1019,63 @@ def test_bid_funnel_daily(spark: SparkSession) -> None:
     )
     actual = A.bid_funnel_daily(bid_requests, impressions)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_bid_funnel_counts_each_won_auction_once_across_groups(spark: SparkSession) -> None:
+    """An auction with bid requests in two groups is won in one: its highest bid's, then the
+    earliest, then the smallest request_id."""
+
+    def bid(
+        request: str, auction: str, ts: datetime, country: str, website: str, amount: str
+    ) -> tuple[Any, ...]:
+        return (request, auction, ts, D1, "u1", country, Decimal(amount), "cr1", "k1", website)
+
+    bid_requests = spark.createDataFrame(
+        [
+            bid("r1", "a1", T, "US", "w1", "2"),
+            bid("r2", "a1", T + SECOND, "DE", "w3", "3"),  # a1's highest bid: a1 won here
+            bid("r3", "a2", T, "US", "w1", "1"),  # equal bid and time: smaller request_id
+            bid("r4", "a2", T, "FR", "w2", "1"),
+            bid("r5", "a3", T + SECOND, "US", "w1", "4"),
+            bid("r6", "a3", T, "FR", "w2", "4"),  # equal bid, earlier: a3 won here
+        ],
+        struct(
+            ("request_id", STR),
+            ("auction_id", STR),
+            ("event_ts", TS),
+            ("event_date", DateType()),
+            ("user_id", STR),
+            ("country", STR),
+            ("bid_amount", MONEY),
+            ("creative_id", STR),
+            ("campaign_id", STR),
+            ("website", STR),
+        ),
+    )
+    impressions = spark.createDataFrame(
+        [
+            ("i1", "a1", Decimal("0.5")),
+            ("i2", "a2", Decimal("0.25")),
+            ("i3", "a3", Decimal("0.125")),
+        ],
+        struct(("impression_id", STR), ("auction_id", STR), ("cost", MONEY)),
+    )
+    expected = spark.createDataFrame(
+        [
+            (D1, "US", "w1", 3, 1, 1 / 3, 2.3333333333, Decimal("0.25")),  # decimal mean, 10 places
+            (D1, "DE", "w3", 1, 1, 1.0, 3.0, Decimal("0.5")),
+            (D1, "FR", "w2", 2, 1, 0.5, 2.5, Decimal("0.125")),
+        ],
+        struct(
+            ("event_date", DateType()),
+            ("country", STR),
+            ("website", STR),
+            ("bid_requests", LONG),
+            ("won_impressions", LONG),
+            ("win_rate", DBL),
+            ("avg_bid_cpm", DBL),
+            ("spend", MONEY_SUM),
+        ),
+    )
+    actual = A.bid_funnel_daily(bid_requests, impressions)
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)

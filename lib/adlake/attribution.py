@@ -932,24 +932,32 @@ def campaign_attribution_daily(attribution: DataFrame) -> DataFrame:
 def bid_funnel_daily(bid_requests: DataFrame, impressions: DataFrame) -> DataFrame:
     """Bid requests -> won impressions per (event_date, country, website) of the bid request.
 
-    won_impressions counts impressions whose auction_id is the auction_id of a bid request
-    in the group (each impression once per group); spend is their cost (DECIMAL(38, 6), 0
-    when none); win_rate = won_impressions / bid_requests; avg_bid_cpm = mean bid_amount
-    (DOUBLE, a CPM). Impressions matching no bid request are not counted anywhere.
+    won_impressions counts impressions whose auction_id is the auction_id of the group's
+    winning bid request; spend is their cost (DECIMAL(38, 6), 0 when none); win_rate =
+    won_impressions / bid_requests; avg_bid_cpm = mean bid_amount (DOUBLE, a CPM). An
+    auction has one winning bid request, so an impression counts in one group only: the
+    highest bid_amount, then the earliest event_ts, then the smallest request_id (bid
+    requests of one auction may fall in different groups). Impressions matching no bid
+    request are not counted anywhere.
     """
     keys = ["event_date", "country", "website"]
-    bids = bid_requests.select(*keys, "auction_id", "bid_amount")
-    groups = bids.groupBy(*keys).agg(
+    groups = bid_requests.groupBy(*keys).agg(
         F.count(F.lit(1)).alias("bid_requests"),
         F.avg("bid_amount").cast("double").alias("avg_bid_cpm"),
     )
+    winner_first = Window.partitionBy("auction_id").orderBy(
+        F.col("bid_amount").desc_nulls_last(),
+        F.col("event_ts").asc_nulls_last(),
+        F.col("request_id").asc_nulls_last(),
+    )
     auctions = (
-        bids.where(F.col("auction_id").isNotNull())
+        bid_requests.where(F.col("auction_id").isNotNull())
+        .withColumn("_w_rank", F.row_number().over(winner_first))
+        .where(F.col("_w_rank") == 1)
         .select(
             F.col("auction_id").alias("_w_auction_id"),
             *[F.col(k).alias(f"_w_{k}") for k in keys],
         )
-        .distinct()
     )
     won = (
         impressions.where(F.col("auction_id").isNotNull())
