@@ -1,16 +1,62 @@
-"""Print the config's JVM settings for shell scripts: `packages`, `excludes` or `master`."""
+"""The config's JVM settings for shell scripts.
+
+packages, excludes, master, driver-memory, lakehouse: print that setting.
+submit-packages: the packages spark-submit still needs as --packages: none when set-up has
+  written them as local jars into spark-defaults.conf, else all of them.
+write-spark-defaults --classpath FILE: write the jars of a Maven classpath (comma-separated,
+  as `mvn dependency:build-classpath` wrote it, excludes already applied) as spark.jars into
+  the spark-defaults.conf that spark-submit reads, leaving out jars Spark already ships, and
+  the config's spark.driver.memory (a launch-time setting) when it sets one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 from adlake.config import load_config
+from adlake.session import (
+    packages_configured_as_jars,
+    read_spark_defaults,
+    render_spark_defaults,
+    spark_defaults_path,
+    spark_home,
+)
+
+# artifact-1.2.3.jar -> artifact (versions start with a digit after the last '-<digit>').
+_ARTIFACT = re.compile(r"^(?P<artifact>.+?)-\d[^/]*\.jar$")
+
+
+def _artifact(jar: str) -> str:
+    match = _ARTIFACT.match(Path(jar).name)
+    return match.group("artifact") if match else Path(jar).name
+
+
+def jars_to_add(classpath: list[str], shipped: list[str]) -> list[str]:
+    """The classpath's jars minus artifacts Spark already ships (any version): one copy of
+    each on the classpath, Spark's own (as Spark's package resolution does for its modules
+    and scala-library)."""
+    have = {_artifact(j) for j in shipped}
+    return [j for j in classpath if _artifact(j) not in have]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=["packages", "excludes", "master", "driver-memory"])
+    parser.add_argument(
+        "what",
+        choices=[
+            "packages",
+            "excludes",
+            "master",
+            "driver-memory",
+            "lakehouse",
+            "submit-packages",
+            "write-spark-defaults",
+        ],
+    )
     parser.add_argument("--config", default=None)
+    parser.add_argument("--classpath", type=Path, help="write-spark-defaults: the Maven classpath")
     args = parser.parse_args()
     cfg = load_config(args.config)
     if args.what == "packages":
@@ -19,6 +65,27 @@ def main() -> None:
         print(",".join(cfg.jvm.excludes))
     elif args.what == "master":
         print(cfg.spark.master or "")
+    elif args.what == "lakehouse":
+        print(cfg.paths.lakehouse)
+    elif args.what == "submit-packages":
+        defaults = read_spark_defaults(spark_defaults_path())
+        configured = packages_configured_as_jars(cfg.jvm.packages, defaults)
+        print("" if configured else ",".join(cfg.jvm.packages))
+    elif args.what == "write-spark-defaults":
+        if args.classpath is None:
+            parser.error("write-spark-defaults needs --classpath")
+        classpath = [j for j in args.classpath.read_text(encoding="utf-8").strip().split(",") if j]
+        shipped = [p.name for p in (spark_home() / "jars").glob("*.jar")]
+        jars = jars_to_add(classpath, shipped)
+        target = spark_defaults_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        existing = target.read_text(encoding="utf-8") if target.is_file() else ""
+        memory = cfg.spark.conf.get("spark.driver.memory")
+        settings = {"spark.driver.memory": memory} if memory else {}
+        target.write_text(render_spark_defaults(existing, jars, settings), encoding="utf-8")
+        if not packages_configured_as_jars(cfg.jvm.packages, read_spark_defaults(target)):
+            raise SystemExit(f"{target}: a jar of {cfg.jvm.packages} is missing from {jars}")
+        print(target)
     else:
         print(cfg.spark.conf.get("spark.driver.memory", ""))
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # spark-submit a job with the JVM packages and master from the config, so the command line and
 # the session factory can never disagree:  scripts/spark_submit.sh jobs/bronze_ingest.py --source all
+# After scripts/setup.sh the packages are local jars in the venv's spark-defaults.conf, which
+# spark-submit reads itself; only without them are they passed as --packages (Ivy resolution).
 # Extra spark-submit options go in SPARK_SUBMIT_OPTS_EXTRA (e.g. "--master spark://host:7077").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,12 +13,15 @@ py="$PWD/.venv/bin/python"
 export SPARK_HOME="${SPARK_HOME:-$($py -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$py}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$py}"
-packages=$($py scripts/jvm_args.py packages --config "$CONFIG")
+packages=$($py scripts/jvm_args.py submit-packages --config "$CONFIG")
 excludes=$($py scripts/jvm_args.py excludes --config "$CONFIG")
 master=$($py scripts/jvm_args.py master --config "$CONFIG")
 memory=$($py scripts/jvm_args.py driver-memory --config "$CONFIG")
-args=(--packages "$packages")
-[ -n "$excludes" ] && args+=(--exclude-packages "$excludes")
+args=()
+if [ -n "$packages" ]; then
+  args+=(--packages "$packages")
+  [ -n "$excludes" ] && args+=(--exclude-packages "$excludes")
+fi
 [ -n "$master" ] && args+=(--master "$master")
 [ -n "$memory" ] && args+=(--driver-memory "$memory")
 # shellcheck disable=SC2086

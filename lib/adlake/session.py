@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -27,18 +28,107 @@ class MissingJvmPackageError(RuntimeError):
     """Delta or spark-avro classes are not on the driver classpath."""
 
 
+# scripts/setup.sh writes the jvm.packages as local jars under this marker; a later set-up
+# replaces exactly the marked block and keeps any other line of the file.
+SPARK_DEFAULTS_MARKER = "# adlake: jvm.packages as local jars (written by scripts/setup.sh)"
+
+
+def spark_home() -> Path:
+    """SPARK_HOME, else the pyspark package directory (what pip's spark-submit uses)."""
+    if os.environ.get("SPARK_HOME"):
+        return Path(os.environ["SPARK_HOME"])
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def spark_defaults_path() -> Path:
+    """The spark-defaults.conf that spark-submit (and so every pyspark JVM) reads."""
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    return (Path(conf_dir) if conf_dir else spark_home() / "conf") / "spark-defaults.conf"
+
+
+def read_spark_defaults(path: Path) -> dict[str, str]:
+    """key -> value of a spark-defaults.conf (whitespace- or '='-separated, # comments)."""
+    if not path.is_file():
+        return {}
+    settings: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.replace("=", " ", 1).partition(" ")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _jar_names(packages: Iterable[str]) -> list[str]:
+    """artifact-version.jar of each group:artifact:version coordinate."""
+    names = []
+    for coord in packages:
+        _, artifact, version = coord.split(":")
+        names.append(f"{artifact}-{version}.jar")
+    return names
+
+
+def packages_configured_as_jars(packages: Iterable[str], defaults: Mapping[str, str]) -> bool:
+    """True when spark.jars of the defaults holds an existing local jar of every package, so
+    a JVM started by spark-submit has them without any Ivy resolution.
+    """
+    jars = [j.strip() for j in defaults.get("spark.jars", "").split(",") if j.strip()]
+    present = {
+        Path(j.removeprefix("file:")).name for j in jars if Path(j.removeprefix("file:")).is_file()
+    }
+    return all(name in present for name in _jar_names(packages))
+
+
+def render_spark_defaults(
+    existing: str, jars: Iterable[str], settings: Mapping[str, str] | None = None
+) -> str:
+    """The spark-defaults.conf text with AdLake's block replaced: spark.jars = `jars`, then
+    `settings` (launch-time settings such as spark.driver.memory, which a running JVM ignores).
+
+    Lines outside the block are kept, except ones setting a key the block sets (or
+    spark.jars.packages, which would resolve the packages again): those are dropped with a
+    warning naming them.
+    """
+    block = {"spark.jars": ",".join(jars), **(settings or {})}
+    owned = {*block, "spark.jars.packages"}
+    kept: list[str] = []
+    in_block = False
+    for line in existing.splitlines():
+        if line == SPARK_DEFAULTS_MARKER:
+            in_block = True
+            continue
+        key = line.strip().replace("=", " ", 1).split(" ", 1)[0]
+        if in_block and key in owned:
+            continue
+        in_block = False
+        if key in owned:
+            log.warning("spark-defaults.conf: replacing %r with AdLake's setting", line)
+            continue
+        kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    lines = [SPARK_DEFAULTS_MARKER, *(f"{key}  {value}" for key, value in block.items())]
+    return "\n".join([*kept, *([""] if kept else []), *lines]) + "\n"
+
+
 def spark_conf(cfg: AppConfig, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """All settings the factory applies, in order of precedence (later wins)."""
     conf: dict[str, str] = {"spark.app.name": cfg.spark.app_name}
     # Under spark-submit the command line's --master decides (PythonRunner sets this variable).
     if cfg.spark.master and "PYSPARK_GATEWAY_PORT" not in os.environ:
         conf["spark.master"] = cfg.spark.master
-    if cfg.jvm.packages:
+    # Set-up normally writes the packages as local jars into spark-defaults.conf, which the
+    # JVM reads at launch; only without them does Spark resolve the packages with Ivy.
+    defaults = read_spark_defaults(spark_defaults_path())
+    if cfg.jvm.packages and not packages_configured_as_jars(cfg.jvm.packages, defaults):
         conf["spark.jars.packages"] = ",".join(cfg.jvm.packages)
-    if cfg.jvm.excludes:
-        conf["spark.jars.excludes"] = ",".join(cfg.jvm.excludes)
-    if cfg.jvm.ivy_dir:
-        conf["spark.jars.ivy"] = cfg.jvm.ivy_dir
+        if cfg.jvm.excludes:
+            conf["spark.jars.excludes"] = ",".join(cfg.jvm.excludes)
+        if cfg.jvm.ivy_dir:
+            conf["spark.jars.ivy"] = cfg.jvm.ivy_dir
     conf.update(cfg.spark.conf)
     conf.update(_REQUIRED_CONF)
     conf.update(overrides or {})
@@ -48,9 +138,9 @@ def spark_conf(cfg: AppConfig, overrides: Mapping[str, str] | None = None) -> di
 def build_spark(cfg: AppConfig, overrides: Mapping[str, str] | None = None) -> SparkSession:
     """Create (or reuse) the session for this config and check Delta and Avro are loadable.
 
-    Under `spark-submit` the JVM already exists, so spark.jars.packages must be given on the
-    command line (scripts/spark_submit.sh does it from the same config); the check below
-    turns a missing jar into one clear error instead of a ClassNotFound deep in a job.
+    Under `spark-submit` the JVM already exists, so the jars must come from spark-defaults.conf
+    (written by scripts/setup.sh) or the command line (scripts/spark_submit.sh); the check
+    below turns a missing jar into one clear error instead of a ClassNotFound deep in a job.
     """
     builder = SparkSession.builder
     for key, value in spark_conf(cfg, overrides).items():
@@ -74,6 +164,8 @@ def _check_class(spark: SparkSession, class_name: str, what: str) -> None:
         )
     except Exception as exc:  # py4j wraps ClassNotFoundException
         raise MissingJvmPackageError(
-            f"{what} is not on the classpath ({class_name}). Run scripts/setup.sh to resolve "
-            "jvm.packages, and under spark-submit pass them with scripts/spark_submit.sh."
+            f"{what} is not on the classpath ({class_name}). Run scripts/setup.sh: it resolves "
+            f"jvm.packages into ~/.m2 and lists their jars as spark.jars in "
+            f"{spark_defaults_path()}, which spark-submit reads (or start the job with "
+            "scripts/spark_submit.sh, which passes them as --packages)."
         ) from exc

@@ -1,0 +1,99 @@
+"""The plain `spark-submit jobs/<job>.py --config ...` form: the JVM packages come from the
+spark-defaults.conf set-up writes (local jars), with no Ivy resolution at job start."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adlake.config import DEFAULT_CONFIG, load_config
+from adlake.datagen import DatagenConfig, generate_landing
+from adlake.session import (
+    SPARK_DEFAULTS_MARKER,
+    packages_configured_as_jars,
+    read_spark_defaults,
+    render_spark_defaults,
+    spark_defaults_path,
+)
+from scripts.jvm_args import jars_to_add
+from tests.conftest import config_for, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("io.delta:delta-spark_4.2_2.13:4.4.0", "org.apache.spark:spark-avro_2.13:4.2.0")
+
+
+def test_packages_count_as_configured_only_when_every_jar_exists(tmp_path: Path) -> None:
+    delta = tmp_path / "delta-spark_4.2_2.13-4.4.0.jar"
+    avro = tmp_path / "spark-avro_2.13-4.2.0.jar"
+    delta.touch()
+    assert not packages_configured_as_jars(PACKAGES, {"spark.jars": f"{delta},{avro}"})
+    avro.touch()
+    assert packages_configured_as_jars(PACKAGES, {"spark.jars": f"file:{delta}, {avro}"})
+    assert not packages_configured_as_jars(PACKAGES, {})
+
+
+def test_render_spark_defaults_replaces_only_its_block() -> None:
+    existing = (
+        "spark.driver.memory 2g\n"
+        "spark.jars.packages io.delta:delta-spark_4.2_2.13:4.3.0\n"
+        f"{SPARK_DEFAULTS_MARKER}\nspark.jars /old/a.jar\n"
+        "spark.eventLog.enabled true\n"
+    )
+    jars, settings = ["/m2/a.jar", "/m2/b.jar"], {"spark.driver.memory": "4g"}
+    text = render_spark_defaults(existing, jars, settings)
+    assert text == (
+        "spark.eventLog.enabled true\n\n"
+        f"{SPARK_DEFAULTS_MARKER}\nspark.jars  /m2/a.jar,/m2/b.jar\nspark.driver.memory  4g\n"
+    )
+    assert render_spark_defaults(text, jars, settings) == text  # idempotent
+
+
+def test_jars_spark_ships_are_left_out() -> None:
+    classpath = [
+        "/m2/io/delta/delta-spark_4.2_2.13/4.4.0/delta-spark_4.2_2.13-4.4.0.jar",
+        "/m2/org/scala-lang/scala-library/2.13.17/scala-library-2.13.17.jar",
+        "/m2/org/apache/spark/spark-tags_2.13/4.2.0/spark-tags_2.13-4.2.0.jar",
+        "/m2/io/delta/delta-storage/4.4.0/delta-storage-4.4.0.jar",
+    ]
+    shipped = [
+        "scala-library-2.13.18.jar",
+        "spark-tags_2.13-4.2.0.jar",
+        "spark-core_2.13-4.2.0.jar",
+    ]
+    assert jars_to_add(classpath, shipped) == [classpath[0], classpath[3]]
+
+
+@pytest.mark.slow
+def test_plain_spark_submit_runs_bronze_without_package_resolution(tmp_path: Path) -> None:
+    """What a user types with the venv active; fails with MissingJvmPackageError when set-up
+    has not put the packages into spark-defaults.conf."""
+    defaults = read_spark_defaults(spark_defaults_path())
+    assert packages_configured_as_jars(load_config(DEFAULT_CONFIG).jvm.packages, defaults), (
+        f"run scripts/setup.sh: {spark_defaults_path()} does not list the JVM packages as jars"
+    )
+    cfg = config_for(tmp_path)
+    generate_landing(DatagenConfig(impressions=40, files=1), Path(cfg.paths.landing))
+    config = write_config(tmp_path)
+    venv_bin = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_HOME", "PYSPARK_PYTHON")}
+    env.update(VIRTUAL_ENV=str(venv_bin.parent), PATH=f"{venv_bin}{os.pathsep}{env['PATH']}")
+    done = subprocess.run(
+        ["spark-submit", "jobs/bronze_ingest.py", "--config", str(config),
+         "--source", "clicks_conversions"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"clicks_conversions run 1 \(batch\): files=1 bronze_rows=[1-9]", done.stdout)
+    for ivy_line in (":: resolving dependencies", "Ivy Default Cache", "local-m2-cache"):
+        assert ivy_line not in done.stderr
+    # scripts/spark_submit.sh agrees: it passes no --packages when the jars are configured.
+    submit = subprocess.run(
+        [sys.executable, "scripts/jvm_args.py", "submit-packages", "--config", str(config)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert submit.stdout.strip() == ""
