@@ -1,7 +1,7 @@
 """Write synthetic AdLake landing data (the logic lives in adlake.datagen).
 
 python scripts/generate_data.py --out data/landing --impressions 100000 --seed 7
-python scripts/generate_data.py --config conf/local.yaml
+python scripts/generate_data.py --config conf/local.yaml --end now   # data ending now
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import yaml
@@ -23,6 +23,26 @@ from adlake.datagen import (
 )
 
 logger = logging.getLogger("generate_data")
+
+# `--end now` rounds down to this, so re-running within the same half hour writes
+# byte-identical files (and a pipeline re-run adds nothing), while the newest events are at
+# most this old when the data lands.
+END_NOW_GRANULARITY = timedelta(minutes=30)
+
+
+def parse_end(text: str, now: datetime | None = None) -> datetime:
+    """`now` (UTC, rounded down to the half hour) or an ISO-8601 time (UTC when no offset)."""
+    if text == "now":
+        current = now or datetime.now(timezone.utc)
+        epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return epoch + (current - epoch) // END_NOW_GRANULARITY * END_NOW_GRANULARITY
+    try:
+        end = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'now' or an ISO-8601 time, got {text!r}"
+        ) from None
+    return end if end.tzinfo is not None else end.replace(tzinfo=timezone.utc)
 
 
 def landing_dir_from_config(config_path: Path) -> Path:
@@ -53,11 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--files", type=int, default=defaults.files, help="files per source, one per arrival window"
     )
     size.add_argument("--days", type=int, default=defaults.days)
-    size.add_argument(
+    start = size.add_mutually_exclusive_group()
+    start.add_argument(
         "--start-date",
         type=date.fromisoformat,
         default=defaults.start_date,
-        help="first event day (UTC), the run's 'now'; YYYY-MM-DD",
+        help="first event day (UTC), YYYY-MM-DD",
+    )
+    start.add_argument(
+        "--end",
+        type=parse_end,
+        help="when the data ends instead: 'now' (rounded down to the half hour) or an ISO "
+        "time; the data then starts --days before it",
     )
     size.add_argument("--users", type=int, help="default: impressions / 20, at least 100")
     size.add_argument("--campaigns", type=int, help="default: impressions / 2500, 4..1000")
@@ -80,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of unclicked impressions followed by a conversion",
     )
     behaviour.add_argument(
-        "--win-rate", type=float, default=defaults.win_rate, help="won share of bid requests"
+        "--win-rate",
+        type=float,
+        default=defaults.win_rate,
+        help="share of bid requests (auctions won) whose impression is served",
     )
 
     defects = parser.add_argument_group("defects (fractions of clean records)")
@@ -92,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--truncated-avro-files",
         type=int,
         help="last K Avro files cut mid-block; default 1 if files >= 2",
+    )
+    defects.add_argument(
+        "--truncated-avro-copies",
+        type=int,
+        default=defaults.truncated_avro_copies,
+        help="last K Avro files also land as a cut-off copy (<name>.retry.avro), as from an "
+        "interrupted upload that was retried: corrupt, but nothing is lost",
     )
     defects.add_argument(
         "--timestamp-mix",
@@ -121,7 +158,7 @@ def config_from_args(args: argparse.Namespace) -> DatagenConfig:
         seed=args.seed,
         files=args.files,
         days=args.days,
-        start_date=args.start_date,
+        start_date=args.start_date if args.end is None else args.end - timedelta(days=args.days),
         users=args.users,
         campaigns=args.campaigns,
         creatives_per_campaign=args.creatives_per_campaign,
@@ -136,6 +173,7 @@ def config_from_args(args: argparse.Namespace) -> DatagenConfig:
         late_rate=args.late_rate,
         schema_drift_rate=args.schema_drift_rate,
         truncated_avro_files=args.truncated_avro_files,
+        truncated_avro_copies=args.truncated_avro_copies,
         timestamp_mix=parse_timestamp_mix(args.timestamp_mix),
         gzip=args.gzip,
         include_seed_records=args.include_seed_records,

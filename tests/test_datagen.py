@@ -15,7 +15,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -609,3 +609,53 @@ def test_cli_writes_to_out_or_to_the_config_landing_path(
     assert cli.main(["--config", str(config), *args]) == 0
     assert hashes(tmp_path / "data/landing") == hashes(tmp_path / "direct")
     assert cli.main(["--out", str(tmp_path / "x"), "--ctr", "2"]) == 2
+
+
+def test_end_now_rounds_down_to_the_half_hour(tmp_path: Path) -> None:
+    cli = load_cli()
+    now = datetime(2026, 11, 29, 22, 47, 13, tzinfo=timezone.utc)
+    assert cli.parse_end("now", now) == datetime(2026, 11, 29, 22, 30, tzinfo=timezone.utc)
+    end = cli.parse_end("2026-11-29T10:15:00")
+    assert end == datetime(2026, 11, 29, 10, 15, tzinfo=timezone.utc)
+    args = ["--impressions", "300", "--files", "2", "--days", "2", "--end", end.isoformat()]
+    assert cli.main(["--out", str(tmp_path), *args]) == 0
+    entries = read_manifest(tmp_path)["files"].values()
+    assert max(e["window_end_ms"] for e in entries if "window_end_ms" in e) == to_ms(end)
+    assert min(e["window_start_ms"] for e in entries if "window_start_ms" in e) == to_ms(
+        end - timedelta(days=2)
+    )
+
+
+def test_truncated_copy_is_unreadable_and_its_original_complete(tmp_path: Path) -> None:
+    config = DatagenConfig(
+        impressions=3000, files=2, truncated_avro_files=0, truncated_avro_copies=1
+    )
+    manifest = generate_landing(config, tmp_path)
+    original, copy = "bid_requests/part-00001.avro", "bid_requests/part-00001.retry.avro"
+    entry = manifest["files"][copy]
+    assert entry["copy_of"] == original and entry["truncated"]
+    assert entry["records"] == entry["defects"]["duplicate"] == entry["readable_records"]
+    full, cut = (tmp_path / original).read_bytes(), (tmp_path / copy).read_bytes()
+    assert full.startswith(cut) and len(cut) == entry["truncated_at_byte"] < len(full)
+    with open(tmp_path / original, "rb") as fo:
+        assert sum(1 for _ in fastavro.reader(fo)) == manifest["files"][original]["records"]
+    with open(tmp_path / copy, "rb") as fo, pytest.raises(Exception):  # noqa: B017
+        list(fastavro.reader(fo))
+
+
+def test_by_default_nearly_every_bid_request_serves_an_impression(tmp_path: Path) -> None:
+    """The bid feed is the auctions won; in real RTB nearly every won auction renders."""
+    generate_landing(DatagenConfig(impressions=3000, truncated_avro_files=0), tmp_path)
+    served = set()
+    for path in (tmp_path / IMPRESSIONS).glob("*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                served.add(json.loads(line).get("auction_id"))
+            except (json.JSONDecodeError, AttributeError):
+                continue
+    bids = set()
+    for path in (tmp_path / BID_REQUESTS).glob("*.avro"):
+        with open(path, "rb") as fo:
+            bids |= {r["auction_details"]["auction_id"] for r in fastavro.reader(fo)}
+    unserved = len(bids - served) / len(bids)
+    assert 0.01 < unserved < 0.05

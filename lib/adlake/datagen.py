@@ -7,9 +7,11 @@ streamed to disk so memory stays flat from a handful to 10M+ impressions, and `_
 states per file what was written so tests can reconcile against it.
 
 Layout under the output directory; file i of each source holds what arrived in time window i
-of `days` days from `start_date`:
+of `days` days from `start_date` (a UTC day, or a timezone-aware datetime such as "now minus
+days" for data that ends now):
     impressions/part-00000.jsonl[.gz]  clicks_conversions/part-00000.csv
     bid_requests/part-00000.avro       reference/creatives.csv            _manifest.json
+    bid_requests/part-0000K.retry.avro (truncated_avro_copies: a cut-off copy of file K)
 
 Manifest: {"manifest_version", "generator", "arguments", "files": {relative path: entry},
 "totals": {source: summed entry fields, "all": ...}}. Every entry has source, records,
@@ -25,6 +27,8 @@ least one day before its file's window_start_ms; seed records and duplicates are
 as late even when their timestamps are older. In the CSV file with the extra `channel` header
 column every clean row counts as schema_drift. A truncated Avro file's counts describe what was
 written before the cut; readable_records is what a reader gets before the damaged block.
+A truncated copy (`copy_of` names the complete file, which lands too) is an upload cut off
+and retried: its records are all duplicates of that file, counted up to the cut.
 """
 
 from __future__ import annotations
@@ -181,6 +185,7 @@ _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _AUCTION_SHARE: Final = 0.95  # the rest are direct (non-RTB) buys without an auction_id
+RETRY_SUFFIX: Final = ".retry.avro"  # name of a truncated copy: part-0000K.retry.avro
 _CAMPAIGN_ID_SHARE: Final = 0.6  # the rest rely on the creatives reference
 _ORPHAN_SHARE: Final = 0.1  # conversions with no prior touch, relative to touched ones
 _CASE_VARIANT_SHARE: Final = 0.03
@@ -209,7 +214,7 @@ class DatagenConfig:
     seed: int = 42
     files: int = 4
     days: int = 7
-    start_date: date = date(2026, 11, 1)
+    start_date: date = date(2026, 11, 1)  # or a timezone-aware datetime
     users: int | None = None
     campaigns: int | None = None
     creatives_per_campaign: int = 3
@@ -218,12 +223,15 @@ class DatagenConfig:
     ctr: float = 0.01
     conversion_rate: float = 0.08
     view_through_rate: float = 0.0005
-    win_rate: float = 0.3
+    # Share of bid requests whose auction_id shows up on an impression. The feed is the
+    # auctions won; a few never render an impression (page left, ad blocked), as in real RTB.
+    win_rate: float = 0.97
     duplicate_rate: float = 0.01
     malformed_rate: float = 0.01
     late_rate: float = 0.01
     schema_drift_rate: float = 0.01
     truncated_avro_files: int | None = None
+    truncated_avro_copies: int = 0
     timestamp_mix: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMESTAMP_MIX))
     gzip: bool = False
     include_seed_records: bool = True
@@ -276,6 +284,13 @@ class DatagenConfig:
             "truncated_avro_files",
             f"must be between 0 and files ({self.files})",
         )
+        _require(
+            0 <= self.truncated_avro_copies <= self.files,
+            "truncated_avro_copies",
+            f"must be between 0 and files ({self.files})",
+        )
+        if isinstance(self.start_date, datetime):
+            _require(self.start_date.tzinfo is not None, "start_date", "needs a UTC offset")
 
     def as_manifest_arguments(self) -> dict[str, Any]:
         """The arguments as plain JSON values (no output path, so manifests stay comparable)."""
@@ -299,6 +314,7 @@ class DatagenConfig:
             "late_rate": self.late_rate,
             "schema_drift_rate": self.schema_drift_rate,
             "truncated_avro_files": self.truncated_avro_files,
+            "truncated_avro_copies": self.truncated_avro_copies,
             "timestamp_mix": dict(self.timestamp_mix),
             "gzip": self.gzip,
             "include_seed_records": self.include_seed_records,
@@ -944,14 +960,29 @@ class _AvroSink:
         self.stats.records += 1
         self.stats.duplicate += 1
 
-    def close(self, truncate: bool) -> None:
+    def close(
+        self, truncate: bool, copy: _FileStats | None = None, copy_path: Path | None = None
+    ) -> None:
+        """Finish the file; `truncate` cuts it mid-block, `copy` also writes a cut-off copy."""
         self._flush_block()
         self._writer.flush()
         self._fo.close()
         size = self._path.stat().st_size
+        cut, readable = self._cut_point(size)
+        if copy is not None and copy_path is not None:
+            with open(self._path, "rb") as src, open(copy_path, "wb") as dst:
+                dst.write(src.read(cut))
+            copy.records = copy.duplicate = readable
+            copy.extra.update(
+                copy_of=self.stats.path,
+                truncated=True,
+                readable_records=readable,
+                bytes_before_truncation=size,
+                truncated_at_byte=cut,
+                bytes=cut,
+            )
         self.stats.extra.update(truncated=truncate, readable_records=self.stats.records)
         if truncate:
-            cut, readable = self._cut_point(size)
             os.truncate(self._path, cut)
             self.stats.extra.update(
                 readable_records=readable, bytes_before_truncation=size, truncated_at_byte=cut
@@ -1063,7 +1094,7 @@ class _LandingGenerator:
         self._catalog = _Catalog(cfg, random.Random(f"adlake-datagen:{cfg.seed}:catalog"))
         self._ts = _TimestampRenderer(cfg.timestamp_mix, self._rng)
 
-        start_ms = (cfg.start_date.toordinal() - _EPOCH_ORDINAL) * _DAY_MS
+        start_ms = _start_ms(cfg.start_date)
         span = cfg.days * _DAY_MS
         bounds = [start_ms + span * i // cfg.files for i in range(cfg.files + 1)]
         self._windows = [_Window(i, bounds[i], bounds[i + 1]) for i in range(cfg.files)]
@@ -1209,8 +1240,18 @@ class _LandingGenerator:
         self._imp.close()
         self._evt.close()
         assert cfg.truncated_avro_files is not None
-        self._bid.close(truncate=window.index >= cfg.files - cfg.truncated_avro_files)
-        for rel in (imp_rel, evt_rel, bid_rel):
+        published = [imp_rel, evt_rel, bid_rel]
+        copy = None
+        if window.index >= cfg.files - cfg.truncated_avro_copies:
+            copy = _FileStats(f"{BID_REQUESTS}/{name}{RETRY_SUFFIX}", BID_REQUESTS, window, ())
+            published.append(copy.path)
+            self._stats.append(copy)
+        self._bid.close(
+            truncate=window.index >= cfg.files - cfg.truncated_avro_files,
+            copy=copy,
+            copy_path=self._staging / copy.path if copy is not None else None,
+        )
+        for rel in published:
             self._publish(rel)
         for stats in (imp_stats, evt_stats, bid_stats):
             logger.info(
@@ -1493,6 +1534,13 @@ class _LandingGenerator:
             "files": files,
             "totals": _totals(files),
         }
+
+
+def _start_ms(start: date) -> int:
+    """Epoch milliseconds of a UTC day's midnight, or of an aware datetime."""
+    if isinstance(start, datetime):
+        return (start - _EPOCH_UTC) // timedelta(milliseconds=1)
+    return (start.toordinal() - _EPOCH_ORDINAL) * _DAY_MS
 
 
 def _profile(user_id: int) -> tuple[_Country, str, str, str | None, str]:
