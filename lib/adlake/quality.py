@@ -131,7 +131,7 @@ DEFAULT_RATIO_LIMITS: dict[str, Limits] = {
     QUARANTINE_RATIO: Limits(0.02, 0.10),
     DUPLICATE_RATIO: Limits(0.05, 0.20),
     CLICKS_WITHOUT_IMPRESSION: Limits(0.05, 0.20),
-    WON_WITHOUT_IMPRESSION: Limits(0.90, 0.98),
+    WON_WITHOUT_IMPRESSION: Limits(0.05, 0.10),
     UNKNOWN_AUCTION: Limits(0.01, 0.05),
     UNATTRIBUTED: Limits(0.30, 0.60),
 }
@@ -505,11 +505,10 @@ def auction_discrepancies(impressions: DataFrame, bid_requests: DataFrame) -> Da
 
     impressions_unknown_auction_ratio: impressions whose auction_id is on no bid request, of
     the impressions with an auction_id (direct buys have none).
-    won_auctions_without_impression_ratio: silver/bid_requests has no win flag (the RTB
-    contract carries none; a win shows only as an impression with the auction_id), so this
-    is the share of bid requests whose auction_id is on no impression, i.e. 1 - win rate at
-    request level; its limits are upper bounds, and a rise towards 1 means impressions of won
-    auctions are missing (or bidding stopped winning).
+    won_auctions_without_impression_ratio: the share of bid requests whose auction_id is on
+    no impression. The bid feed holds the auctions won (the RTB contract has no win flag; a
+    win shows as an impression with the auction_id), and nearly every won auction serves an
+    impression, so the limits are small: a rise means impressions of won auctions are lost.
     """
     ids = (
         impressions.where(F.col("auction_id").isNotNull())
