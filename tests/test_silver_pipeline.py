@@ -292,3 +292,61 @@ def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
     assert _table(spark, gold_cfg, gold_run.CONVERSION_ATTRIBUTION).count() >= len(
         before[gold_run.CONVERSION_ATTRIBUTION]
     )
+
+
+def test_gold_restates_every_table_when_the_logic_version_changes(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unchanged silver and parameters keep gold only while the transform logic is the same."""
+    import json
+    from datetime import date, datetime, timezone
+    from decimal import Decimal
+
+    from adlake import attribution, gold_run, storage
+    from adlake.tables import (
+        SILVER_BID_REQUESTS,
+        SILVER_CLICKS,
+        SILVER_CONVERSIONS,
+        SILVER_CREATIVES,
+        SILVER_IMPRESSIONS,
+    )
+
+    cfg = config_for(tmp_path)
+    for spec in (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CREATIVES):
+        storage.ensure_table(spark, spec, cfg.table_path(spec.relative_path))
+    when = {
+        "event_ts": datetime(2024, 1, 10, 12, tzinfo=timezone.utc),
+        "event_date": date(2024, 1, 10),
+        "event_hour": 12,
+        "user_id": "u1",
+        "campaign_id": "k1",
+    }
+    one_row = {
+        SILVER_CONVERSIONS: {
+            **when, "event_id": "v1", "conversion_type": "purchase", "revenue": Decimal("9.5")
+        },
+        SILVER_BID_REQUESTS: {
+            **when, "request_id": "r1", "auction_id": "a1", "bid_amount": Decimal("2")
+        },
+    }  # fmt: skip
+    for spec, values in one_row.items():
+        row = tuple(values.get(f.name) for f in spec.schema.fields)
+        spark.createDataFrame([row], spec.schema).write.format("delta").partitionBy(
+            *spec.partition_by
+        ).save(cfg.table_path(spec.relative_path))
+
+    def gold_versions() -> dict[str, int | None]:
+        return {t: storage.table_version(spark, cfg.table_path(t)) for t in gold_run.GOLD_TABLES}
+
+    gold_run.build_gold(spark, cfg)
+    first = gold_versions()
+    assert None not in first.values()
+    gold_run.build_gold(spark, cfg)
+    assert gold_versions() == first  # same silver, parameters and logic: nothing rewritten
+
+    monkeypatch.setattr(attribution, "GOLD_LOGIC_VERSION", "test-changed-logic", raising=False)
+    gold_run.build_gold(spark, cfg)
+    assert gold_versions() == {t: v + 1 for t, v in first.items() if v is not None}
+    stamp, _rows = storage.derived_commit(spark, cfg.table_path(gold_run.CAMPAIGN_DAILY))
+    assert stamp is not None
+    assert json.loads(stamp)["logic"] == "test-changed-logic"

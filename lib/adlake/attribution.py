@@ -101,6 +101,12 @@ UNATTRIBUTED: Final = "unattributed"
 
 MARKOV_CHANNELS: tuple[str, ...] = ("website", "creative_id")
 
+# The version of what the gold transforms compute. Gold skips a rebuild when its inputs are
+# unchanged, and this is one of them: bump it in any change that alters a gold table's rows
+# for the same silver data and parameters, so the next run restates every gold table.
+# 2: bid_funnel_daily counts a won auction in its winning bid request's group only.
+GOLD_LOGIC_VERSION: Final = "2"
+
 MONEY_SUM = DecimalType(38, 6)
 _MICROS = 1_000_000
 

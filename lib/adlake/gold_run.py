@@ -3,9 +3,10 @@
 Every gold table is recomputed from the current silver tables and replaced in one Delta
 transaction, so a late impression or click restates the conversions it affects on the next
 run and nothing is ever appended twice. Each replace records the versions of the silver
-tables it read and the attribution parameters in the commit's userMetadata; when those are
-unchanged the table is skipped, so running gold twice on the same silver data writes
-nothing (not even a new table version).
+tables it read, the attribution parameters and `attribution.GOLD_LOGIC_VERSION` (the
+version of the transforms) in the commit's userMetadata; when those are unchanged the table
+is skipped, so running gold twice on the same silver data with the same code writes nothing
+(not even a new table version), and a release that changes the logic restates gold.
 
 Full recomputation rather than per-conversion replacement is deliberate: Markov weights are
 global, so any new path changes every conversion's markov credits anyway.
@@ -66,7 +67,10 @@ def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict
 
     def fingerprint(specs: tuple[TableSpec, ...], params: str = "") -> str:
         versions = {s.relative_path: pinned[s.relative_path] for s in specs}
-        return json.dumps({"inputs": versions, "params": params}, sort_keys=True)
+        return json.dumps(
+            {"inputs": versions, "params": params, "logic": attribution.GOLD_LOGIC_VERSION},
+            sort_keys=True,
+        )
 
     impressions, clicks = silver(SILVER_IMPRESSIONS), silver(SILVER_CLICKS)
     conversions, creatives = silver(SILVER_CONVERSIONS), silver(SILVER_CREATIVES)
