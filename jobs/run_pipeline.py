@@ -45,13 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if "gold" in stages:
             gold_run.build_gold(spark, cfg)
             print("\nTop campaigns by ROAS (attributed conversions: last touch / linear)")
-            for row in gold_run.top_campaigns_by_roas(spark, cfg):
-                roas = "-" if row["roas"] is None else f"{row['roas']:.2f}"
-                print(
-                    f"  campaign {row['campaign_id']:>6}  roas {roas:>7}  spend {row['spend']:>12}"
-                    f"  revenue {row['revenue']:>12}  last_touch {row['last_touch'] or 0:8.2f}"
-                    f"  linear {row['linear'] or 0:8.2f}"
-                )
+            print(gold_run.format_top_campaigns(gold_run.top_campaigns_by_roas(spark, cfg)))
         if "quality" in stages:
             run_ts = datetime.now(timezone.utc)
             results = quality.monitor_once(spark, cfg, now=run_ts)

@@ -350,3 +350,38 @@ def test_gold_restates_every_table_when_the_logic_version_changes(
     stamp, _rows = storage.derived_commit(spark, cfg.table_path(gold_run.CAMPAIGN_DAILY))
     assert stamp is not None
     assert json.loads(stamp)["logic"] == "test-changed-logic"
+
+
+def test_top_campaigns_print_money_with_two_decimals() -> None:
+    """People read currency in cents; the tables keep DECIMAL(18, 6)."""
+    from decimal import Decimal
+
+    from adlake import gold_run
+
+    rows: list[dict[str, object]] = [
+        {
+            "campaign_id": "k1",
+            "spend": Decimal("9.005486"),
+            "revenue": Decimal("21.615"),
+            "conversions": 3,
+            "last_touch": 3.0,
+            "linear": 2.5,
+            "roas": 2.400196,
+        },
+        {
+            "campaign_id": "k22",
+            "spend": Decimal("1234567.125"),
+            "revenue": None,
+            "conversions": 0,
+            "last_touch": None,
+            "linear": None,
+            "roas": None,
+        },
+    ]
+    assert gold_run.format_top_campaigns(rows).splitlines() == [
+        "  campaign     k1  roas    2.40  spend         9.01  revenue        21.62"
+        "  last_touch     3.00  linear     2.50",
+        "  campaign    k22  roas       -  spend 1,234,567.13  revenue            -"
+        "  last_touch     0.00  linear     0.00",
+    ]
+    assert gold_run.format_top_campaigns([]) == "  (no campaigns yet)"

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -155,3 +158,30 @@ def top_campaigns_by_roas(
         .collect()
     )
     return [r.asDict() for r in rows]
+
+
+def format_money(amount: object) -> str:
+    """Currency for people: 2 decimals rounded half-up, thousands separated; '-' when null.
+
+    Only printed summaries round: the tables keep DECIMAL(18, 6) (or (38, 6) for sums).
+    """
+    if amount is None:
+        return "-"
+    cents = Decimal(str(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{cents:,}"
+
+
+def format_top_campaigns(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per row of `top_campaigns_by_roas`, for the terminal."""
+    if not rows:
+        return "  (no campaigns yet)"
+    lines = []
+    for row in rows:
+        roas = "-" if row["roas"] is None else f"{row['roas']:.2f}"
+        lines.append(
+            f"  campaign {row['campaign_id']!s:>6}  roas {roas:>7}"
+            f"  spend {format_money(row['spend']):>12}"
+            f"  revenue {format_money(row['revenue']):>12}"
+            f"  last_touch {row['last_touch'] or 0:8.2f}  linear {row['linear'] or 0:8.2f}"
+        )
+    return "\n".join(lines)
