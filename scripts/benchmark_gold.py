@@ -37,14 +37,41 @@ SILVER = ("impressions", "clicks", "conversions", "bid_requests", "creatives")
 PER_COPY = ("user_id", "impression_id", "event_id", "request_id", "auction_id")
 
 
+def workdir_overlap(silver: Path, workdir: Path) -> str | None:
+    """Why `workdir` must not be used with the lakehouse at `silver`; None when they are apart.
+
+    The benchmark deletes and rewrites tables under `<workdir>/lakehouse`, so a work directory
+    equal to, inside or containing the lakehouse it reads (symlinks and `..` resolved) could
+    delete the very silver tables it is about to read.
+    """
+    source, work = silver.resolve(), workdir.resolve()
+    if work == source or source in work.parents or work in source.parents:
+        return (
+            f"--workdir {workdir} overlaps the lakehouse it reads ({silver}): the benchmark "
+            f"deletes tables under <workdir>/lakehouse; choose a directory outside {source} "
+            "that does not contain it either"
+        )
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--silver", type=Path, required=True, help="lakehouse with silver/*")
     parser.add_argument("--scale", type=int, default=1)
-    parser.add_argument("--workdir", type=Path, default=None, help="needed when --scale > 1")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="needed when --scale > 1; its lakehouse/ is deleted and rewritten, so it must not "
+        "overlap --silver",
+    )
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args()
     configure_logging("INFO")
+    if args.workdir is not None:
+        overlap = workdir_overlap(args.silver, args.workdir)
+        if overlap is not None:
+            parser.error(overlap)
 
     lakehouse = args.silver if args.scale == 1 else (args.workdir or Path()) / "lakehouse"
     if args.scale > 1 and args.workdir is None:
