@@ -358,3 +358,40 @@ def test_available_now_stream_equals_batch(spark: SparkSession, tmp_path: Path) 
     assert {r["mode"] for r in runs.collect()} == {"stream"}
     # A batch run after the stream finds nothing new: the file log is shared by both modes.
     assert run_batch(spark, stream_cfg, SOURCES) == []
+
+
+def test_byte_order_marks_are_stripped_and_an_empty_avro_file_is_corrupt(
+    spark: SparkSession, cfg: AppConfig
+) -> None:
+    """Files as Excel and Notepad save them (UTF-8 with a BOM), and an Avro file that arrived
+    empty (zero bytes: a failed upload) which must be reported, not skipped without a word."""
+    bom = b"\xef\xbb\xbf"
+    land(cfg, "clicks_conversions", "excel.csv", bom + SEED_CLICKS.encode("utf-8"))
+    land(cfg, "impressions", "notepad.jsonl", bom + SEED_IMPRESSIONS.encode("utf-8"))
+    land(cfg, "bid_requests", "good.avro", avro_bytes(SEED_BIDS))
+    land(cfg, "bid_requests", "empty.avro", b"")
+
+    run_batch(spark, cfg, SOURCES)
+
+    clicks = table(spark, cfg, "bronze/clicks_conversions")
+    assert sorted(
+        (r["timestamp"], r["user_id"], r[schemas.RESCUED_DATA]) for r in clicks.collect()
+    ) == [
+        ("2023-11-01 10:02:00", "101", None),
+        ("2023-11-01 10:06:00", "102", None),
+    ]
+    impressions = table(spark, cfg, "bronze/impressions")
+    assert sorted(r["user_id"] for r in impressions.collect()) == ["101", "102"]
+    q = table(spark, cfg, BRONZE_QUARANTINE.relative_path)
+    assert [
+        (r["source"], r[schemas.SOURCE_FILE].rsplit("/", 1)[1], r["reason"], r["raw_record"])
+        for r in q.collect()
+    ] == [("bid_requests", "empty.avro", "corrupt_file", None)]
+    assert q.first()["detail"] == (
+        "cannot read Avro header: empty file (0 bytes), an Avro file starts with a header"
+    )
+    log = table(spark, cfg, INGEST_FILE_LOG.relative_path).where(F.col("status") == COMMITTED)
+    assert {
+        r["file_path"].rsplit("/", 1)[1]: (r["bronze_rows"], r["quarantined_rows"])
+        for r in log.collect()
+    } == {"excel.csv": (2, 0), "notepad.jsonl": (2, 0), "good.avro": (2, 0), "empty.avro": (0, 1)}

@@ -227,6 +227,73 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
     )
 
 
+BOM = "\ufeff"  # a UTF-8 byte-order mark, as Excel's "CSV UTF-8" and Notepad write
+
+
+def test_csv_header_after_a_byte_order_mark_names_its_column(spark: SparkSession) -> None:
+    plain = "timestamp,user_id,campaign_id,conversion_type\r\n2023-11-01 10:02:00,101,1,signup\r\n"
+    quoted = (
+        '"timestamp","user_id","campaign_id","conversion_type"\n'
+        "2023-11-01 10:06:00,102,2,purchase\n"
+    )
+    files = spark.createDataFrame(
+        [(BOM + plain, "file:/c/excel.csv"), (BOM + quoted, "file:/c/quoted.csv")], CSV_FILE
+    )
+    actual = files.transform(bronze.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS))
+    names = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
+
+    def row(**kv: object) -> tuple[object, ...]:
+        return tuple(kv.get(n) for n in names)
+
+    _assert_rows(
+        actual,
+        [
+            (
+                *row(
+                    timestamp="2023-11-01 10:02:00",
+                    user_id="101",
+                    campaign_id="1",
+                    conversion_type="signup",
+                ),
+                None,
+                "file:/c/excel.csv",
+                "2023-11-01 10:02:00,101,1,signup",
+                None,
+                None,
+            ),
+            (
+                *row(
+                    timestamp="2023-11-01 10:06:00",
+                    user_id="102",
+                    campaign_id="2",
+                    conversion_type="purchase",
+                ),
+                None,
+                "file:/c/quoted.csv",
+                "2023-11-01 10:06:00,102,2,purchase",
+                None,
+                None,
+            ),
+        ],
+        names,
+    )
+
+
+def test_json_line_after_a_byte_order_mark_is_a_record(spark: SparkSession) -> None:
+    seed = '{"creative_id": 1, "user_id": 101, "timestamp": "2023-11-01 10:00:00", "website": "w"}'
+    lines = spark.createDataFrame([(BOM + seed, F1), (BOM, F1)], LINES)
+    actual = lines.transform(bronze.parse_json_lines(schemas.IMPRESSION_FIELDS))
+    names = [f.name for f in schemas.IMPRESSION_FIELDS]
+    values = {"creative_id": "1", "user_id": "101", "timestamp": "2023-11-01 10:00:00"}
+    # The raw record keeps the line as it came; a line holding only the mark is blank.
+    _assert_rows(
+        actual,
+        [(*[values.get(n, "w" if n == "website" else None) for n in names], None, F1,
+          BOM + seed, None, None)],
+        names,
+    )  # fmt: skip
+
+
 AVRO_LIKE = StructType(
     [
         StructField("request_id", StringType(), True),

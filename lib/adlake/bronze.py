@@ -33,6 +33,13 @@ _ID_PATTERN = r'^[^\s{}\[\]",]+$'
 _NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 # Commas outside double quotes (RFC 4180 quoting without embedded newlines).
 _CSV_SPLIT = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+# A UTF-8 byte-order mark: Excel ("CSV UTF-8") and Notepad start files with one. It is not
+# JSON whitespace and would glue itself to the first CSV header.
+_LEADING_BOM = "^\ufeff"
+
+
+def _without_bom(text: Column) -> Column:
+    return F.regexp_replace(text, _LEADING_BOM, "")
 
 
 def _kind_violation(value: Column, kind: str) -> Column:
@@ -92,10 +99,13 @@ def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], D
     """
 
     def transform(lines: DataFrame) -> DataFrame:
-        records = lines.where(F.trim(F.col("value")) != "").select(
+        # Lines carry no position, so a byte-order mark is dropped from the start of any line
+        # (a file's first, or one of a file concatenated into it); the raw record keeps it.
+        text = _without_bom(F.col("value"))
+        records = lines.where(F.trim(text) != "").select(
             F.col("value").alias(RAW_RECORD),
             F.col(schemas.SOURCE_FILE),
-            F.from_json(F.col("value"), "map<string,string>").alias("_fields"),
+            F.from_json(text, "map<string,string>").alias("_fields"),
         )
         return _from_map(
             records, F.col("_fields"), contract, F.col("_fields").isNull(), MALFORMED_JSON
@@ -107,9 +117,9 @@ def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], D
 def parse_csv_files(contract: Sequence[SourceField]) -> Callable[[DataFrame], DataFrame]:
     """Parse whole CSV files (`value` = file text, `_source_file`) using each file's header.
 
-    The header (first line) names the columns, so files may order columns differently or add
-    new ones (rescued). A data row whose field count differs from its header's is quarantined
-    with its line number; blank lines are not records.
+    The header (first line, after a leading byte-order mark) names the columns, so files may
+    order columns differently or add new ones (rescued). A data row whose field count differs
+    from its header's is quarantined with its line number; blank lines are not records.
     """
 
     def unquote(token: Column) -> Column:
@@ -121,7 +131,7 @@ def parse_csv_files(contract: Sequence[SourceField]) -> Callable[[DataFrame], Da
     def transform(files: DataFrame) -> DataFrame:
         lines = files.select(
             F.col(schemas.SOURCE_FILE),
-            F.posexplode(F.split(F.col("value"), "\n")).alias("line_no", "line"),
+            F.posexplode(F.split(_without_bom(F.col("value")), "\n")).alias("line_no", "line"),
         ).withColumn("line", F.regexp_replace("line", "\r$", ""))
         headers = lines.where(F.col("line_no") == 0).select(
             F.col(schemas.SOURCE_FILE),

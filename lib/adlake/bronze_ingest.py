@@ -406,7 +406,10 @@ class BronzeIngestor:
             try:
                 groups.setdefault(self._avro_writer_schema(path), []).append(path)
             except Exception as exc:  # unreadable header: the whole file is corrupt
-                corrupt[path] = f"cannot read Avro header: {_first_line(exc)}"
+                # A Py4J error's own first line only names the Java call; its cause says why.
+                java = getattr(exc, "java_exception", None)
+                why = str(java.toString()) if java is not None else _first_line(exc)
+                corrupt[path] = f"cannot read Avro header: {why}"
         return [
             self.spark.read.format("avro")
             .option("avroSchema", writer_schema)
@@ -417,12 +420,16 @@ class BronzeIngestor:
         ]
 
     def _avro_writer_schema(self, path: str) -> str:
+        """The writer schema in the file's header; raises when the file has none (even empty)."""
         jvm = self.spark.sparkContext._jvm
         assert jvm is not None
         conf = self.spark.sparkContext._jsc.hadoopConfiguration()
+        source = jvm.org.apache.avro.mapred.FsInput(jvm.org.apache.hadoop.fs.Path(path), conf)
+        if source.length() == 0:  # an upload that failed before its first byte
+            source.close()
+            raise ValueError("empty file (0 bytes), an Avro file starts with a header")
         reader = jvm.org.apache.avro.file.DataFileReader.openReader(
-            jvm.org.apache.avro.mapred.FsInput(jvm.org.apache.hadoop.fs.Path(path), conf),
-            jvm.org.apache.avro.generic.GenericDatumReader(),
+            source, jvm.org.apache.avro.generic.GenericDatumReader()
         )
         try:
             return str(reader.getSchema().toString())
