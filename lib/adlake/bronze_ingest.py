@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -32,7 +32,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import bronze, metrics, schemas, storage
+from adlake import bronze, clock, metrics, schemas, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import BRONZE_BY_SOURCE, BRONZE_QUARANTINE, INGEST_FILE_LOG
@@ -119,23 +119,6 @@ class BronzeIngestor:
         storage.ensure_table(self.spark, self.spec, self.bronze_path)
         storage.ensure_table(self.spark, BRONZE_QUARANTINE, self.quarantine_path)
         storage.ensure_table(self.spark, INGEST_FILE_LOG, self.log_path)
-        self._export_last_data()
-
-    def _export_last_data(self) -> None:
-        """Seed adlake_source_last_data_timestamp_seconds from the file log, so a run that
-        finds nothing new still reports when data last arrived."""
-        newest = (
-            storage.read_table(self.spark, self.log_path)
-            .where(
-                (F.col("source") == self.source)
-                & (F.col("status") == COMMITTED)
-                & (F.col("bronze_rows") + F.col("quarantined_rows") > 0)
-            )
-            .agg(F.max(F.unix_seconds("logged_at")))
-            .first()
-        )
-        if newest is not None and newest[0] is not None:
-            metrics.record_source_data(self.source, float(newest[0]))
 
     def ensure_landing_dir(self) -> None:
         jvm = self.spark.sparkContext._jvm
@@ -149,7 +132,7 @@ class BronzeIngestor:
         self.ensure_tables()
         self.ensure_landing_dir()
         listed = storage.list_landing_files(self.spark, self.landing_dir, self.options.path_glob)
-        return self.ingest_files(listed.select("path"), mode="batch")
+        return self.ingest_files([f.path for f in listed], mode="batch")
 
     def start_stream(self, trigger: str) -> StreamingQuery:
         """Start a stream that discovers new files and ingests each micro-batch of them."""
@@ -167,7 +150,7 @@ class BronzeIngestor:
 
         def per_batch(batch: DataFrame, batch_id: int) -> None:
             log.info("stream %s micro-batch %d", self.source, batch_id)
-            self.ingest_files(batch, mode="stream")
+            self.ingest_files([r["path"] for r in batch.collect()], mode="stream")
 
         writer = (
             discovered.writeStream.foreachBatch(per_batch)
@@ -178,55 +161,64 @@ class BronzeIngestor:
         return query
 
     # -- the write-ahead protocol ---------------------------------------------------------
-    def ingest_files(self, candidates: DataFrame, mode: str) -> list[RunResult]:
-        """Redo any pending run, then ingest the candidate files (column `path`) not yet logged."""
+    def ingest_files(self, candidates: Iterable[str], mode: str) -> list[RunResult]:
+        """Redo any pending run, then ingest the candidate files (paths) not yet logged.
+
+        The source's file log is read once, in one small job: which files it holds, which
+        runs are planned without a commit row, the last run number and when data last came.
+        """
         with self._lock:
-            log_df = (
+            log_rows = (
                 storage.read_table(self.spark, self.log_path)
                 .where(F.col("source") == self.source)
-                .select("run_seq", "file_path", "status", "logged_at")
-                .persist()
+                .select(
+                    "run_seq", "file_path", "status", "logged_at", "bronze_rows", "quarantined_rows"
+                )
+                .collect()
             )
-            try:
-                return self._ingest_new(log_df, candidates, mode)
-            finally:
-                log_df.unpersist()
+            self._export_last_data(log_rows)
+            return self._ingest_new(log_rows, candidates, mode)
 
-    def _ingest_new(self, log_df: DataFrame, candidates: DataFrame, mode: str) -> list[RunResult]:
+    def _export_last_data(self, log_rows: list[Row]) -> None:
+        """Seed adlake_source_last_data_timestamp_seconds from the file log, so a run that
+        finds nothing new still reports when data last arrived."""
+        times = [
+            clock.aware(r["logged_at"]).timestamp()
+            for r in log_rows
+            if r["status"] == COMMITTED and (r["bronze_rows"] or 0) + (r["quarantined_rows"] or 0)
+        ]
+        if times:
+            metrics.record_source_data(self.source, max(times))
+
+    def _ingest_new(
+        self, log_rows: list[Row], candidates: Iterable[str], mode: str
+    ) -> list[RunResult]:
         """Redo pending runs, then plan and execute a run over the candidates not yet logged."""
-        committed_runs = log_df.where(F.col("status") == COMMITTED).select("run_seq").distinct()
-        pending = (
-            log_df.where(F.col("status") == PLANNED)
-            .join(committed_runs, "run_seq", "left_anti")
-            .select("run_seq", "file_path", "logged_at")
-            .collect()
-        )
-        results: list[RunResult] = []
+        committed_runs = {r["run_seq"] for r in log_rows if r["status"] == COMMITTED}
         pending_runs: dict[int, list[Row]] = {}
-        for row in pending:
-            pending_runs.setdefault(row["run_seq"], []).append(row)
+        for row in log_rows:
+            if row["status"] == PLANNED and row["run_seq"] not in committed_runs:
+                pending_runs.setdefault(row["run_seq"], []).append(row)
+        results: list[RunResult] = []
         for run_seq in sorted(pending_runs):
             rows = pending_runs[run_seq]
             log.warning("%s: redoing run %d left pending by a crash", self.source, run_seq)
             results.append(
                 self._execute(
-                    run_seq, sorted(r["file_path"] for r in rows), rows[0]["logged_at"], mode
+                    run_seq,
+                    sorted(r["file_path"] for r in rows),
+                    clock.aware(rows[0]["logged_at"]),
+                    mode,
                 )
             )
 
-        new_files = sorted(
-            r["path"]
-            for r in candidates.select("path")
-            .distinct()
-            .join(log_df.select(F.col("file_path").alias("path")), "path", "left_anti")
-            .collect()
-        )
+        logged = {r["file_path"] for r in log_rows}
+        new_files = sorted(set(candidates) - logged)
         if not new_files:
             log.info("%s: no new files", self.source)
             return results
-        last = log_df.agg(F.max("run_seq")).first()
-        run_seq = int(last[0] or 0) + 1 if last else 1
-        ingested_at = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+        run_seq = max((r["run_seq"] for r in log_rows), default=0) + 1
+        ingested_at = clock.utc_now(whole_seconds=True)
         self._write_log(run_seq, new_files, PLANNED, mode, ingested_at, {})
         results.append(self._execute(run_seq, new_files, ingested_at, mode))
         return results

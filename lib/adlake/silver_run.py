@@ -1,30 +1,33 @@
 """Silver runs: bronze Delta tables -> silver tables, quarantine and ops/batch_audit.
 
-Each bronze batch (a batch run's new bronze rows, or a streaming micro-batch) goes through one
-function, `SilverProcessor.process`, so batch and available-now stream runs give identical
-silver tables. Writes are insert-if-absent MERGEs on each table's key: a row arriving twice,
-in one batch, in two batches or in a replay after a crash, is stored once, and re-running
-over the same bronze data changes nothing. Late rows (event time older than the newest event
-seen by earlier batches minus `silver.late_after`) are counted, never dropped.
+Batch and stream runs share one incremental mechanism: a Delta stream over the bronze table
+with one checkpoint per source (`<checkpoints>/silver/<source>`); a batch run is that stream
+with an available-now trigger. The checkpoint records exactly which bronze versions were
+processed, so any mix of modes, stops and restarts processes every bronze row once. Each
+micro-batch goes through `SilverProcessor.process`. Silver writes are insert-if-absent MERGEs
+on each table's key, bounded to the event dates the batch holds, so a replay after a crash
+stores nothing twice and a batch's cost does not grow with history. The audit row is an
+idempotent append keyed by (query id, batch id). Late rows (event time older than the
+newest written event of earlier batches minus `silver.late_after`) are counted, never dropped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import StringType, StructField, StructType
 
-from adlake import metrics, schemas, silver, storage
+from adlake import clock, metrics, schemas, silver, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import (
@@ -101,6 +104,24 @@ def with_raw_record(df: DataFrame) -> DataFrame:
     return df.withColumn(silver.RECORD, F.to_json(F.struct(*fields)))
 
 
+@dataclass(frozen=True)
+class BatchStats:
+    """Counts of one checked batch, from one aggregation over it."""
+
+    rows_in: int
+    rejected_rows: int
+    late_rows: int
+    warned_rows: int
+    unknown_countries: int
+    max_written_ts: datetime | None
+    run_min: int | None
+    run_max: int | None
+    rule_counts: dict[str, int]
+    first_rule_counts: dict[str, int]
+    event_dates: tuple[date, ...]
+    undated_rows: int
+
+
 class SilverProcessor:
     """Turns bronze batches into silver rows; one instance per job run."""
 
@@ -110,10 +131,12 @@ class SilverProcessor:
         self.mode = mode
         self.run_id = str(uuid.uuid4())
         self.tz = cfg.silver.source_timezone
+        self.audit_rows: list[AuditRow] = []
         self._lock = threading.Lock()
         self._creatives: DataFrame | None = None
         self._countries: DataFrame | None = None
-        self._thresholds: dict[str, datetime | None] = {}
+        # Newest event time written per target (None: nothing yet); read once from the audit.
+        self._newest: dict[str, datetime | None] = {}
         quarantine_rules = tuple(r.name for r in cfg.silver.rules if r.action == silver.QUARANTINE)
         for target, spec in SPECS.items():
             metrics.prepare(JOB, target, spec.relative_path, quarantine_rules)
@@ -122,10 +145,24 @@ class SilverProcessor:
 
     # -- dimensions -----------------------------------------------------------------------
     def refresh_creatives(self) -> DataFrame:
-        """Replace silver/creatives from landing/reference/creatives.csv when the file exists."""
+        """Replace silver/creatives from landing/reference/creatives.csv when the file changed.
+
+        The file's path, size and modification time are stored with the replace; a run whose
+        reference file is unchanged writes nothing.
+        """
         location = self.cfg.table_path(SILVER_CREATIVES.relative_path)
         reference = self.cfg.landing_path("reference/creatives.csv")
-        try:
+        listed = storage.list_landing_files(
+            self.spark, self.cfg.landing_path("reference"), "creatives.csv"
+        )
+        version = (
+            json.dumps([listed[0].path, listed[0].length, listed[0].modification_ms])
+            if listed
+            else None
+        )
+        if version is None:
+            log.warning("no %s: keeping the existing creatives dimension", reference)
+        elif version != storage.last_user_metadata(self.spark, location):
             raw = self.spark.read.csv(
                 reference, header=True, schema=CREATIVES_CSV_SCHEMA, mode="PERMISSIVE"
             )
@@ -137,31 +174,37 @@ class SilverProcessor:
                 F.trim("creative_name").alias("creative_name"),
                 F.trim("ad_format").alias("ad_format"),
                 F.col("_metadata.file_path").alias(schemas.SOURCE_FILE),
-                F.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("_loaded_at"),
+                F.lit(clock.utc_now()).alias("_loaded_at"),
             ).where(F.col("creative_id").isNotNull())
-            storage.replace_table(loaded, SILVER_CREATIVES, location)
-        except Exception as exc:  # a missing reference file keeps the last dimension
-            if "PATH_NOT_FOUND" not in str(exc) and "does not exist" not in str(exc):
-                raise
-            log.warning("no %s: keeping the existing creatives dimension", reference)
+            storage.replace_table(loaded, SILVER_CREATIVES, location, user_metadata=version)
         self._creatives = storage.read_table(self.spark, location).persist()
         self._countries = silver.country_lookup(self.spark).persist()
         return self._creatives
 
     # -- per batch ------------------------------------------------------------------------
-    def process(self, source: str, bronze_rows: DataFrame, batch_id: int) -> list[AuditRow]:
-        """Standardize, validate, deduplicate and write one bronze batch of `source`."""
+    def process(
+        self, source: str, bronze_rows: DataFrame, batch_id: int, txn_app: str | None = None
+    ) -> list[AuditRow]:
+        """Standardize, validate, deduplicate and write one bronze batch of `source`.
+
+        `txn_app` names the writer for the audit's idempotent append (a stream's query id, so
+        a micro-batch replayed after a crash appends its audit row once); default: this run.
+        """
         with self._lock:
             if self._creatives is None or self._countries is None:
                 self.refresh_creatives()
             assert self._creatives is not None and self._countries is not None
-            started = datetime.now(timezone.utc).replace(tzinfo=None)
+            started = clock.utc_now()
             prepared = self._standardize(source, with_raw_record(bronze_rows))
             rows: list[AuditRow] = []
             for target, df in prepared:
-                rows.append(self._write_target(target, df, batch_id, started))
-            known = [t for t in (self._thresholds.get(tg) for tg in TARGETS_BY_SOURCE[source]) if t]
-            metrics.record_watermark(f"silver_{source}", min(known) if known else None)
+                rows.append(
+                    self._write_target(target, df, batch_id, started, txn_app or self.run_id)
+                )
+            self.audit_rows.extend(rows)
+            known = [self._threshold(self._newest.get(t)) for t in TARGETS_BY_SOURCE[source]]
+            present = [t for t in known if t is not None]
+            metrics.record_watermark(f"silver_{source}", min(present) if present else None)
             return rows
 
     def _standardize(self, source: str, bronze_rows: DataFrame) -> list[tuple[str, DataFrame]]:
@@ -190,7 +233,7 @@ class SilverProcessor:
         return [("bid_requests", df)]
 
     def _write_target(
-        self, target: str, df: DataFrame, batch_id: int, started: datetime
+        self, target: str, df: DataFrame, batch_id: int, started: datetime, txn_app: str
     ) -> AuditRow:
         spec = SPECS[target]
         id_col, business = ID_AND_BUSINESS[target]
@@ -201,9 +244,10 @@ class SilverProcessor:
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         try:
-            threshold = self._late_threshold(target)
-            stats = self._batch_stats(checked, threshold)
-            failed = {k: v for k, v in stats["fail_counts"].items() if v}
+            threshold = self._threshold(self._newest_written(target))
+            stats = self._batch_stats(checked, target, threshold)
+            fail_names = {r.name for r in self.cfg.silver.rules if r.action == silver.FAIL}
+            failed = {k: v for k, v in stats.rule_counts.items() if v and k in fail_names}
             if failed:
                 raise ValidationFailedError(
                     f"{target} batch {batch_id}: rows fail rule(s) with action 'fail': {failed}"
@@ -212,33 +256,26 @@ class SilverProcessor:
             good = checked.where(F.size(quarantine_rules) == 0).transform(
                 silver.drop_duplicates_in_batch
             )
-            # An empty side skips its MERGE: no scan of the target, no empty commit.
+            # An empty side skips its MERGE: no scan of the target, no empty commit. Rows
+            # without an event date (possible only when the timestamp rules are turned off)
+            # make the MERGE unbounded, since null is in no partition list.
             written = (
-                storage.merge_insert_new(good, spec, self.cfg.table_path(spec.relative_path))
-                if stats["rows_in"] > stats["rejected_rows"]
-                else 0
-            )
-            bad = (
-                checked.where(F.size(quarantine_rules) > 0)
-                .select(
-                    F.lit(target).alias("source"),
-                    F.col(silver.RECORD).alias("record"),
-                    quarantine_rules.alias("failed_rules"),
-                    F.lit(self.run_id).alias("run_id"),
-                    F.lit(batch_id).cast("long").alias("batch_id"),
-                    F.lit(started).alias("quarantined_at"),
-                    F.col(schemas.SOURCE_FILE),
-                    F.sha2(F.concat_ws("\u001f", F.lit(target), F.col(silver.RECORD)), 256).alias(
-                        "_record_key"
-                    ),
+                storage.merge_insert_new(
+                    good,
+                    spec,
+                    self.cfg.table_path(spec.relative_path),
+                    partition_values=None if stats.undated_rows else stats.event_dates,
                 )
-                .dropDuplicates(["_record_key"])
+                if stats.rows_in > stats.rejected_rows
+                else 0
             )
             quarantined = (
                 storage.merge_insert_new(
-                    bad, SILVER_QUARANTINE, self.cfg.table_path(SILVER_QUARANTINE.relative_path)
+                    self._quarantine_rows(checked, target, batch_id, started),
+                    SILVER_QUARANTINE,
+                    self.cfg.table_path(SILVER_QUARANTINE.relative_path),
                 )
-                if stats["rejected_rows"]
+                if stats.rejected_rows
                 else 0
             )
         finally:
@@ -246,28 +283,31 @@ class SilverProcessor:
         row = AuditRow(
             source=target,
             batch_id=batch_id,
-            rows_in=stats["rows_in"],
+            rows_in=stats.rows_in,
             rows_written=written,
             quarantined=quarantined,
-            late_rows=stats["late_rows"],
-            warned_rows=stats["warned_rows"],
-            unknown_countries=stats["unknown_countries"],
-            rule_counts=stats["rule_counts"],
+            late_rows=stats.late_rows,
+            warned_rows=stats.warned_rows,
+            unknown_countries=stats.unknown_countries,
+            rule_counts=stats.rule_counts,
         )
-        self._write_audit(row, stats, started)
-        # By reason: this batch's rejected rows under their first failed rule; a replay whose
-        # quarantine rows were already stored (nothing inserted) counts nothing.
+        if stats.rows_in:
+            self._write_audit(row, stats, started, txn_app)
         metrics.record_batch(
             JOB,
             target,
             spec.relative_path,
             read=row.rows_in,
             written=written,
-            quarantined=stats["first_rule_counts"] if quarantined else {},
+            # By reason: this batch's rejected rows under their first failed rule; a replay
+            # whose quarantine rows were already stored (nothing inserted) counts nothing.
+            quarantined=stats.first_rule_counts if quarantined else {},
             duplicates=row.duplicates,
             late=row.late_rows,
         )
-        self._thresholds[target] = stats["threshold"]
+        newest = self._newest.get(target)
+        if stats.max_written_ts is not None and (newest is None or stats.max_written_ts > newest):
+            self._newest[target] = stats.max_written_ts
         log.info(
             "silver %s batch %d: in=%d written=%d quarantined=%d duplicates=%d late=%d warned=%d",
             target,
@@ -281,22 +321,56 @@ class SilverProcessor:
         )
         return row
 
-    def _late_threshold(self, target: str) -> datetime | None:
-        """Newest event time written by earlier batches, minus `late_after`: older rows are late."""
-        audit = storage.read_table(self.spark, self.cfg.table_path(BATCH_AUDIT.relative_path))
-        newest = (
-            audit.where((F.col("job") == JOB) & (F.col("source") == target))
-            .agg(F.max("max_event_ts"))
-            .first()
+    def _quarantine_rows(
+        self, checked: DataFrame, target: str, batch_id: int, started: datetime
+    ) -> DataFrame:
+        quarantine_rules = F.col(silver.RULE_COLUMNS[silver.QUARANTINE])
+        return (
+            checked.where(F.size(quarantine_rules) > 0)
+            .select(
+                F.lit(target).alias("source"),
+                F.col(silver.RECORD).alias("record"),
+                quarantine_rules.alias("failed_rules"),
+                F.lit(self.run_id).alias("run_id"),
+                F.lit(batch_id).cast("long").alias("batch_id"),
+                F.lit(started).alias("quarantined_at"),
+                F.col(schemas.SOURCE_FILE),
+                F.sha2(F.concat_ws("\u001f", F.lit(target), F.col(silver.RECORD)), 256).alias(
+                    "_record_key"
+                ),
+            )
+            .dropDuplicates(["_record_key"])
         )
-        if newest is None or newest[0] is None:
-            return None
-        newest_ts: datetime = newest[0]
-        return newest_ts - timedelta(seconds=self.cfg.silver.late_after_seconds)
 
-    def _batch_stats(self, checked: DataFrame, threshold: datetime | None) -> dict:  # type: ignore[type-arg]
-        """Counts for the audit in one pass over the cached batch (plus one for rule names)."""
-        late = F.col(silver.EVENT_TS) < F.lit(threshold) if threshold else F.lit(False)
+    def _newest_written(self, target: str) -> datetime | None:
+        """Newest event time written to `target` so far: from the audit on first use, then
+        kept in memory as batches are written (no audit read per batch)."""
+        if target not in self._newest:
+            audit = storage.read_table(self.spark, self.cfg.table_path(BATCH_AUDIT.relative_path))
+            newest = (
+                audit.where((F.col("job") == JOB) & (F.col("source") == target))
+                .agg(F.max("max_event_ts"))
+                .first()
+            )
+            self._newest[target] = (
+                clock.aware(newest[0]) if newest is not None and newest[0] is not None else None
+            )
+        return self._newest[target]
+
+    def _threshold(self, newest: datetime | None) -> datetime | None:
+        """Rows older than the newest written event minus `late_after` are late."""
+        if newest is None:
+            return None
+        return newest - timedelta(seconds=self.cfg.silver.late_after_seconds)
+
+    def _batch_stats(
+        self, checked: DataFrame, target: str, threshold: datetime | None
+    ) -> BatchStats:
+        """Every count of the audit, the metrics and the bounded MERGE in one aggregation."""
+        quarantine_rules = F.col(silver.RULE_COLUMNS[silver.QUARANTINE])
+        rejected = F.size(quarantine_rules) > 0
+        good = ~rejected
+        late = (F.col(silver.EVENT_TS) < F.lit(threshold)) if threshold else F.lit(False)
         raw_country = next(
             (c for c in ("country_raw", "location_raw") if c in checked.columns), None
         )
@@ -305,52 +379,60 @@ class SilverProcessor:
             if raw_country
             else F.lit(False)
         )
+        all_rules = F.concat(*[F.col(silver.RULE_COLUMNS[a]) for a in silver.ACTIONS])
+        names = [r.name for r in self.cfg.silver.rules if target in r.sources]
+        quarantine_names = [
+            r.name
+            for r in self.cfg.silver.rules
+            if target in r.sources and r.action == silver.QUARANTINE
+        ]
         totals = checked.agg(
             F.count(F.lit(1)).alias("rows_in"),
+            F.count_if(rejected).alias("rejected"),
             F.count_if(late).alias("late_rows"),
             F.count_if(F.size(F.col(silver.RULE_COLUMNS[silver.WARN])) > 0).alias("warned_rows"),
             F.count_if(country_unknown).alias("unknown_countries"),
-            F.count_if(F.size(F.col(silver.RULE_COLUMNS[silver.QUARANTINE])) > 0).alias("rejected"),
-            F.max(silver.EVENT_TS).alias("max_event_ts"),
+            # Written rows only: a quarantined row from 2099 must not make every later row late.
+            F.max(F.when(good, F.col(silver.EVENT_TS))).alias("max_written_ts"),
             F.min(silver.BRONZE_RUN_SEQ).alias("run_min"),
             F.max(silver.BRONZE_RUN_SEQ).alias("run_max"),
+            F.collect_set(F.when(good, F.col(silver.EVENT_DATE))).alias("event_dates"),
+            F.count_if(good & F.col(silver.EVENT_DATE).isNull()).alias("undated_rows"),
+            *[
+                F.count_if(F.array_contains(all_rules, F.lit(n))).alias(f"rule_{i}")
+                for i, n in enumerate(names)
+            ],
+            *[
+                F.count_if(F.try_element_at(quarantine_rules, F.lit(1)) == F.lit(n)).alias(f"first_{i}")
+                for i, n in enumerate(quarantine_names)
+            ],
         ).first()
         assert totals is not None
-        rule_columns = [F.col(silver.RULE_COLUMNS[a]) for a in silver.ACTIONS]
-        quarantine_rules = F.col(silver.RULE_COLUMNS[silver.QUARANTINE])
-        # Every failed rule (audit rule_counts) and, for the metrics, each quarantined row
-        # once under its first failed rule, in one aggregation.
-        per_rule = (
-            checked.select(F.explode(F.concat(*rule_columns)).alias("rule"), F.lit(0).alias("k"))
-            .unionByName(
-                checked.where(F.size(quarantine_rules) > 0).select(
-                    F.element_at(quarantine_rules, 1).alias("rule"), F.lit(1).alias("k")
-                )
-            )
-            .groupBy("k", "rule")
-            .count()
-            .collect()
+        max_ts = totals["max_written_ts"]
+        return BatchStats(
+            rows_in=int(totals["rows_in"]),
+            rejected_rows=int(totals["rejected"]),
+            late_rows=int(totals["late_rows"]),
+            warned_rows=int(totals["warned_rows"]),
+            unknown_countries=int(totals["unknown_countries"]),
+            max_written_ts=clock.aware(max_ts) if max_ts is not None else None,
+            run_min=totals["run_min"],
+            run_max=totals["run_max"],
+            rule_counts={
+                n: int(totals[f"rule_{i}"]) for i, n in enumerate(names) if totals[f"rule_{i}"]
+            },
+            first_rule_counts={
+                n: int(totals[f"first_{i}"])
+                for i, n in enumerate(quarantine_names)
+                if totals[f"first_{i}"]
+            },
+            event_dates=tuple(sorted(totals["event_dates"])),
+            undated_rows=int(totals["undated_rows"]),
         )
-        rule_counts = {r["rule"]: int(r["count"]) for r in per_rule if r["k"] == 0}
-        first_rule = {r["rule"]: int(r["count"]) for r in per_rule if r["k"] == 1}
-        fail_names = {r.name for r in self.cfg.silver.rules if r.action == silver.FAIL}
-        return {
-            "rows_in": int(totals["rows_in"]),
-            "late_rows": int(totals["late_rows"]),
-            "warned_rows": int(totals["warned_rows"]),
-            "unknown_countries": int(totals["unknown_countries"]),
-            "rejected_rows": int(totals["rejected"]),
-            "max_event_ts": totals["max_event_ts"],
-            "run_min": totals["run_min"],
-            "run_max": totals["run_max"],
-            "rule_counts": rule_counts,
-            "first_rule_counts": first_rule,
-            "threshold": threshold,
-            "fail_counts": {n: rule_counts.get(n, 0) for n in fail_names},
-        }
 
-    def _write_audit(self, row: AuditRow, stats: dict, started: datetime) -> None:  # type: ignore[type-arg]
-        ended = datetime.now(timezone.utc).replace(tzinfo=None)
+    def _write_audit(
+        self, row: AuditRow, stats: BatchStats, started: datetime, txn_app: str
+    ) -> None:
         audit = self.spark.createDataFrame(
             [
                 (
@@ -367,63 +449,48 @@ class SilverProcessor:
                     row.warned_rows,
                     row.unknown_countries,
                     row.rule_counts,
-                    stats["run_min"],
-                    stats["run_max"],
-                    stats["max_event_ts"],
+                    stats.run_min,
+                    stats.run_max,
+                    stats.max_written_ts,
                     started,
-                    ended,
+                    clock.utc_now(),
                 )
             ],
             BATCH_AUDIT.schema,
         )
-        storage.merge_insert_new(audit, BATCH_AUDIT, self.cfg.table_path(BATCH_AUDIT.relative_path))
+        storage.append_idempotent(
+            audit,
+            BATCH_AUDIT,
+            self.cfg.table_path(BATCH_AUDIT.relative_path),
+            f"adlake-silver-{row.source}-{txn_app}",
+            row.batch_id,
+        )
 
 
 # -- drivers ----------------------------------------------------------------------------------
-def processed_bronze_run(spark: SparkSession, cfg: AppConfig, source: str) -> int:
-    """The bronze run_seq up to which every silver target of `source` has been processed."""
-    audit = storage.read_table(spark, cfg.table_path(BATCH_AUDIT.relative_path))
-    done = {
-        r["source"]: r["m"]
-        for r in audit.where(
-            (F.col("job") == JOB) & F.col("source").isin(*TARGETS_BY_SOURCE[source])
-        )
-        .groupBy("source")
-        .agg(F.max("bronze_run_seq_max").alias("m"))
-        .collect()
-    }
-    return min(int(done.get(t) or 0) for t in TARGETS_BY_SOURCE[source])
+def start_stream(
+    processor: SilverProcessor, source: str, trigger: str, rate_limited: bool = True
+) -> StreamingQuery:
+    """A Structured Streaming query over the bronze Delta table, written through `process`.
 
-
-def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> list[AuditRow]:
-    """Process the bronze rows of each source that no earlier silver run has processed."""
-    processor = SilverProcessor(spark, cfg, "batch")
-    processor.refresh_creatives()
-    rows: list[AuditRow] = []
-    for source in sources:
-        bronze_path = cfg.table_path(BRONZE_BY_SOURCE[source].relative_path)
-        if not DeltaTable.isDeltaTable(spark, bronze_path):
-            log.warning("silver %s: no bronze table at %s yet", source, bronze_path)
-            continue
-        done = processed_bronze_run(spark, cfg, source)
-        new = storage.read_table(spark, bronze_path).where(F.col(schemas.RUN_SEQ) > done)
-        rows.extend(processor.process(source, new, batch_id=0))
-    return rows
-
-
-def start_stream(processor: SilverProcessor, source: str, trigger: str) -> StreamingQuery:
-    """A Structured Streaming query over the bronze Delta table, written through `process`."""
+    Batch runs use the same query and checkpoint with an available-now trigger and without
+    the per-trigger file limit, so the two modes never disagree about what was processed.
+    """
     cfg = processor.cfg
     bronze_path = cfg.table_path(BRONZE_BY_SOURCE[source].relative_path)
     storage.ensure_table(processor.spark, BRONZE_BY_SOURCE[source], bronze_path)
-    stream = (
-        processor.spark.readStream.format("delta")
-        .option("maxFilesPerTrigger", cfg.sources[source].max_files_per_trigger)
-        .load(bronze_path)
-    )
+    reader = processor.spark.readStream.format("delta")
+    if rate_limited:
+        reader = reader.option("maxFilesPerTrigger", cfg.sources[source].max_files_per_trigger)
+    stream = reader.load(bronze_path)
+    # The query id is stable for a checkpoint: it keys the audit's idempotent appends, so a
+    # micro-batch replayed after a crash appends once, and a new checkpoint never collides.
+    query_id: list[str] = []
+    started = threading.Event()
 
     def per_batch(batch: DataFrame, batch_id: int) -> None:
-        processor.process(source, batch, batch_id)
+        started.wait()
+        processor.process(source, batch, batch_id, txn_app=query_id[0])
 
     writer = (
         stream.writeStream.foreachBatch(per_batch)
@@ -431,7 +498,26 @@ def start_stream(processor: SilverProcessor, source: str, trigger: str) -> Strea
         .option("checkpointLocation", cfg.checkpoint_path(f"silver/{source}"))
     )
     query: StreamingQuery = with_trigger(writer, trigger).start()
+    query_id.append(str(query.id))
+    started.set()
     return query
+
+
+def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> list[AuditRow]:
+    """Process the bronze rows of each source that no earlier silver run (of either mode) has.
+
+    One available-now query per source on the stream's own checkpoint; returns the audit rows
+    of the micro-batches it ran (none when bronze holds nothing new).
+    """
+    processor = SilverProcessor(spark, cfg, "batch")
+    for source in sources:
+        bronze_path = cfg.table_path(BRONZE_BY_SOURCE[source].relative_path)
+        if not storage.is_table(spark, bronze_path):
+            log.warning("silver %s: no bronze table at %s yet", source, bronze_path)
+            continue
+        query = start_stream(processor, source, "available-now", rate_limited=False)
+        wait_for_queries([query], threading.Event(), cfg.stream.stop_timeout_seconds)
+    return processor.audit_rows
 
 
 def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:
@@ -439,7 +525,6 @@ def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], tri
     stop = stop_on_signals()
     listener = metrics.watch_streams(spark, cfg.metrics)
     processor = SilverProcessor(spark, cfg, "stream")
-    processor.refresh_creatives()
     queries = [start_stream(processor, source, trigger) for source in sources]
     wait_for_queries(queries, stop, cfg.stream.stop_timeout_seconds)
     if listener is not None:  # let the final progress events reach the gauges

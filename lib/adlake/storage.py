@@ -1,8 +1,20 @@
-"""The one I/O module: Delta table creation and the writers every job uses, plus file listing."""
+"""The one I/O module: Delta table creation and the writers every job uses, plus file listing.
+
+Questions about a table's log (does it exist, its latest version, what the last commit
+recorded) are answered from `_delta_log/` through the Hadoop FileSystem: the commit files are
+Delta's documented protocol, and reading one small JSON file costs milliseconds where a
+DeltaTable snapshot costs Spark jobs.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -15,16 +27,81 @@ log = logging.getLogger(__name__)
 # Locations known to exist in this process; tables are never dropped by AdLake jobs.
 _known_tables: set[str] = set()
 
-_FILE_LISTING_COLUMNS = ("path", "length", "modificationTime")
+_COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """One listed landing file."""
+
+    path: str
+    length: int
+    modification_ms: int
+
+
+def _fs_path(spark: SparkSession, location: str) -> tuple[Any, Any]:
+    """(Hadoop FileSystem, Path) for a location, through the session's Hadoop configuration."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+
+
+def commit_versions(spark: SparkSession, location: str) -> list[int]:
+    """Versions of the commit files in the table's `_delta_log/` (empty: no table)."""
+    fs, path = _fs_path(spark, location.rstrip("/") + "/_delta_log")
+    if not fs.exists(path):
+        return []
+    versions = []
+    for status in fs.listStatus(path):
+        match = _COMMIT_FILE.match(str(status.getPath().getName()))
+        if match:
+            versions.append(int(match.group(1)))
+    return sorted(versions)
+
+
+def is_table(spark: SparkSession, location: str) -> bool:
+    """True when a Delta table exists at `location` (one directory listing, no Spark job)."""
+    return location in _known_tables or bool(commit_versions(spark, location))
+
+
+def latest_version(spark: SparkSession, location: str) -> int | None:
+    """Latest committed version of a Delta table, None when there is no table."""
+    versions = commit_versions(spark, location)
+    return versions[-1] if versions else None
+
+
+def last_user_metadata(spark: SparkSession, location: str) -> str | None:
+    """userMetadata of the table's latest commit (None: no table or none recorded)."""
+    version = latest_version(spark, location)
+    return None if version is None else commit_info(spark, location, version).get("userMetadata")
+
+
+def commit_info(spark: SparkSession, location: str, version: int) -> dict[str, Any]:
+    """The `commitInfo` action of one commit file ({} when the commit has none)."""
+    fs, path = _fs_path(spark, f"{location.rstrip('/')}/_delta_log/{version:020d}.json")
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    stream = fs.open(path)
+    try:
+        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    for line in str(text).splitlines():
+        if '"commitInfo"' in line:
+            info: dict[str, Any] = json.loads(line).get("commitInfo", {})
+            return info
+    return {}
 
 
 def ensure_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
     """Create the table with its declared schema and partitioning if it does not exist yet.
 
     Creating up front (instead of letting the first append infer it) keeps the schema the
-    declared one even when the first batch is empty.
+    declared one even when the first batch is empty. An existing table costs one listing.
     """
-    if location in _known_tables:
+    if is_table(spark, location):
+        _known_tables.add(location)
         return
     (
         DeltaTable.createIfNotExists(spark)
@@ -61,31 +138,62 @@ def append_idempotent(
     log.info("append %s app_id=%s version=%d", spec.name, app_id, version)
 
 
-def list_landing_files(spark: SparkSession, directory: str, path_glob: str) -> DataFrame:
-    """Files under `directory` matching `path_glob`, as (path, length, modificationTime).
+def list_landing_files(spark: SparkSession, directory: str, path_glob: str) -> list[LandingFile]:
+    """Files directly under `directory` whose name matches `path_glob`, sorted by path.
 
-    binaryFile prunes its `content` column, so this lists through the Hadoop FileSystem
-    (local disk, HDFS, S3A alike) without reading the files.
+    One Hadoop FileSystem glob (local disk, HDFS, S3A alike): no Spark job, no file read.
+    Paths are fully qualified (`file:/...`), the form Spark's `_metadata.file_path` gives.
     """
-    return (
-        spark.read.format("binaryFile")
-        .option("pathGlobFilter", path_glob)
-        .load(directory)
-        .select(*_FILE_LISTING_COLUMNS)
-    )
+    fs, path = _fs_path(spark, directory.rstrip("/") + "/" + path_glob)
+    statuses = fs.globStatus(path) or []
+    files = [
+        LandingFile(
+            str(fs.makeQualified(s.getPath()).toString()),
+            int(s.getLen()),
+            int(s.getModificationTime()),
+        )
+        for s in statuses
+        if s.isFile()
+    ]
+    return sorted(files, key=lambda f: f.path)
 
 
-def merge_insert_new(df: DataFrame, spec: TableSpec, location: str) -> int:
+def _sql_literal(value: date | str) -> str:
+    return "DATE'" + value.isoformat() + "'" if isinstance(value, date) else repr(str(value))
+
+
+def merge_insert_new(
+    df: DataFrame,
+    spec: TableSpec,
+    location: str,
+    partition_values: Iterable[date] | None = None,
+) -> int:
     """Insert the rows whose keys the table does not hold yet; returns how many were inserted.
 
     Insert-if-absent MERGE on the spec's keys is what makes re-runs and stream replays
     idempotent: the same row arriving twice, in one batch or in two, is stored once.
     The source must hold one row per key (callers deduplicate first).
+
+    `partition_values` bounds the MERGE to the target partitions the batch can touch (the
+    event dates of its rows): a literal predicate on the partition column in the ON clause,
+    Delta's documented way to prune the target, so a batch's cost follows the batch, not the
+    table's history. Keys are then unique per partition value, which holds for silver: a
+    key is an event, and an event has one event date.
     """
     if not spec.keys:
         raise ValueError(f"{spec.name} declares no keys to merge on")
     source = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
-    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
+    conditions = [f"t.`{k}` = s.`{k}`" for k in spec.keys]
+    if partition_values is not None:
+        if len(spec.partition_by) != 1:
+            raise ValueError(f"{spec.name}: a bounded MERGE needs one partition column")
+        column = spec.partition_by[0]
+        values = sorted(set(partition_values))
+        if not values:
+            return 0
+        literals = ", ".join(_sql_literal(v) for v in values)
+        conditions = [f"t.`{column}` IN ({literals})", f"t.`{column}` = s.`{column}`", *conditions]
+    condition = " AND ".join(conditions)
     metrics = (
         DeltaTable.forPath(df.sparkSession, location)
         .alias("t")
@@ -99,10 +207,19 @@ def merge_insert_new(df: DataFrame, spec: TableSpec, location: str) -> int:
     return inserted
 
 
-def replace_table(df: DataFrame, spec: TableSpec, location: str) -> None:
-    """Replace the whole table in one transaction (small dimensions refreshed every run)."""
+def replace_table(
+    df: DataFrame, spec: TableSpec, location: str, user_metadata: str | None = None
+) -> None:
+    """Replace the whole table in one transaction (small dimensions refreshed from a file).
+
+    `user_metadata` (e.g. which file version it came from) is stored with the commit, where
+    `last_user_metadata` reads it back without a Spark job.
+    """
     ordered = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
-    ordered.write.format("delta").mode("overwrite").save(location)
+    writer = ordered.write.format("delta").mode("overwrite")
+    if user_metadata is not None:
+        writer = writer.option("userMetadata", user_metadata)
+    writer.save(location)
     log.info("replace %s", spec.name)
 
 
@@ -134,10 +251,7 @@ def overwrite_derived(
 
 def table_version(spark: SparkSession, location: str) -> int | None:
     """Latest committed version of a Delta table, None when there is no table."""
-    if not DeltaTable.isDeltaTable(spark, location):
-        return None
-    row = DeltaTable.forPath(spark, location).history(1).select("version").first()
-    return int(row["version"]) if row is not None else None
+    return latest_version(spark, location)
 
 
 _MAINTENANCE_OPERATIONS = ("OPTIMIZE", "VACUUM START", "VACUUM END")
@@ -149,16 +263,10 @@ def derived_commit(spark: SparkSession, location: str) -> tuple[str | None, int]
     Maintenance commits (OPTIMIZE, VACUUM) are skipped: they change files, not content.
     (None, 0) when there is no table.
     """
-    if not DeltaTable.isDeltaTable(spark, location):
-        return None, 0
-    row = (
-        DeltaTable.forPath(spark, location)
-        .history(50)
-        .where(~F.col("operation").isin(*_MAINTENANCE_OPERATIONS))
-        .orderBy(F.col("version").desc())
-        .select("userMetadata", "operationMetrics")
-        .first()
-    )
-    if row is None:
-        return None, 0
-    return row["userMetadata"], int((row["operationMetrics"] or {}).get("numOutputRows", 0))
+    for version in reversed(commit_versions(spark, location)):
+        info = commit_info(spark, location, version)
+        if info.get("operation") in _MAINTENANCE_OPERATIONS:
+            continue
+        metrics = info.get("operationMetrics") or {}
+        return info.get("userMetadata"), int(metrics.get("numOutputRows", 0))
+    return None, 0
