@@ -1,0 +1,222 @@
+"""Incremental runs end to end on tiny landing files: what each run processes, exactly once.
+
+Covers the silver progress mechanism (one checkpoint per source shared by batch and stream
+runs), the late-row threshold, the bounded silver MERGE, and stored times under a host time
+zone that is not UTC.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from adlake import bronze_ingest, silver_run
+from adlake.config import AppConfig
+from tests.conftest import config_for
+from tests.test_bronze_ingest import land
+
+CSV_HEADER = "event_id,timestamp,user_id,campaign_id,creative_id,conversion_type,revenue\n"
+
+
+def _table(spark: SparkSession, cfg: AppConfig, relative: str) -> DataFrame:
+    return spark.read.format("delta").load(cfg.table_path(relative))
+
+
+def _creatives(cfg: AppConfig) -> None:
+    ref = Path(cfg.landing_path("reference"))
+    ref.mkdir(parents=True, exist_ok=True)
+    (ref / "creatives.csv").write_text(
+        "creative_id,campaign_id,advertiser_id,creative_name,ad_format\n1,10,100,c1,banner\n",
+        encoding="utf-8",
+    )
+
+
+def _impressions(first: int, n: int, ts: str = "2026-11-10 12:00:00") -> str:
+    return "".join(
+        f'{{"impression_id": "i{k}", "creative_id": 1, "user_id": "u{k}", '
+        f'"timestamp": "{ts}", "website": "example.com", "cost": "0.5"}}\n'
+        for k in range(first, first + n)
+    )
+
+
+def test_clicks_only_run_then_conversions_are_each_processed_once(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Issue 10.2: a bronze run with clicks and no conversions must not leave conversions
+    behind, so the next run never re-reads (and miscounts as duplicates) earlier rows."""
+    cfg = config_for(tmp_path)
+    _creatives(cfg)
+    land(cfg, "clicks_conversions", "a.csv", CSV_HEADER + "c1,2026-11-10 12:00:00,u1,10,1,click,\n")
+    bronze_ingest.run_batch(spark, cfg, ["clicks_conversions"])
+    first = silver_run.run_batch(spark, cfg, ["clicks_conversions"])
+    assert {(a.source, a.rows_in, a.rows_written) for a in first} == {
+        ("clicks", 1, 1),
+        ("conversions", 0, 0),
+    }
+    land(
+        cfg,
+        "clicks_conversions",
+        "b.csv",
+        CSV_HEADER + "v1,2026-11-10 12:05:00,u1,10,1,purchase,9.5\n",
+    )
+    bronze_ingest.run_batch(spark, cfg, ["clicks_conversions"])
+    second = silver_run.run_batch(spark, cfg, ["clicks_conversions"])
+    assert {(a.source, a.rows_in, a.rows_written, a.duplicates) for a in second} == {
+        ("clicks", 0, 0, 0),
+        ("conversions", 1, 1, 0),
+    }
+    audit = _table(spark, cfg, "ops/batch_audit")
+    assert audit.agg(F.sum("duplicates")).first()[0] == 0
+    assert audit.agg(F.sum("rows_in")).first()[0] == 2
+
+
+def test_stream_stopped_mid_bronze_run_then_batch_processes_every_row_once(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Issue 10.3: a rate-limited stream stops after its first micro-batch of a multi-file
+    bronze run; a batch run then processes exactly the rest."""
+    cfg = config_for(tmp_path, **{"sources.impressions.max_files_per_trigger": 1})
+    _creatives(cfg)
+    for k in range(3):
+        land(cfg, "impressions", f"f{k}.jsonl", _impressions(k * 10, 10))
+    # One read partition (so one bronze data file) per landing file.
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "1024")
+    try:
+        bronze_ingest.run_batch(spark, cfg, ["impressions"])
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    bronze = _table(spark, cfg, "bronze/impressions")
+    # One bronze run (one commit) holding several data files.
+    assert bronze.select(F.input_file_name()).distinct().count() >= 2
+    assert bronze.select("_run_seq").distinct().count() == 1
+
+    processor = silver_run.SilverProcessor(spark, cfg, "stream")
+    query = silver_run.start_stream(processor, "impressions", "1 second")
+    try:
+        deadline = time.monotonic() + 300
+        while not processor.audit_rows and time.monotonic() < deadline:
+            query.awaitTermination(0.2)
+    finally:
+        query.stop()
+    streamed = sum(a.rows_in for a in processor.audit_rows)
+    assert 0 < streamed < 30
+
+    batch = silver_run.run_batch(spark, cfg, ["impressions"])
+    assert streamed + sum(a.rows_in for a in batch) == 30
+    silver = _table(spark, cfg, "silver/impressions")
+    assert silver.count() == 30
+    assert _table(spark, cfg, "ops/batch_audit").agg(F.sum("duplicates")).first()[0] == 0
+    # Nothing left: another batch run reads nothing.
+    assert silver_run.run_batch(spark, cfg, ["impressions"]) == []
+
+
+def test_quarantined_future_row_does_not_make_later_rows_late(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Issue 10.7: the late-row threshold follows written rows only."""
+    cfg = config_for(tmp_path)
+    _creatives(cfg)
+    future = _impressions(0, 1, ts="2099-01-01 00:00:00")
+    land(cfg, "impressions", "a.jsonl", future + _impressions(1, 2))
+    bronze_ingest.run_batch(spark, cfg, ["impressions"])
+    [first] = silver_run.run_batch(spark, cfg, ["impressions"])
+    assert (first.rows_in, first.rows_written, first.quarantined) == (3, 2, 1)
+    assert first.rule_counts == {"not_in_future": 1}
+    land(cfg, "impressions", "b.jsonl", _impressions(10, 2, ts="2026-11-10 13:00:00"))
+    bronze_ingest.run_batch(spark, cfg, ["impressions"])
+    [second] = silver_run.run_batch(spark, cfg, ["impressions"])
+    assert (second.rows_in, second.rows_written, second.late_rows) == (2, 2, 0)
+    audit = _table(spark, cfg, "ops/batch_audit").orderBy("started_at").collect()
+    assert [str(r["max_event_ts"]) for r in audit] == ["2026-11-10 12:00:00"] * 1 + [
+        "2026-11-10 13:00:00"
+    ]
+
+
+def test_bounded_merge_dedups_within_the_batch_dates_and_scans_only_them(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A re-sent impression is a duplicate; the MERGE's target scan covers the batch's dates."""
+    cfg = config_for(tmp_path)
+    _creatives(cfg)
+    land(cfg, "impressions", "a.jsonl", _impressions(0, 3, ts="2026-11-01 10:00:00"))
+    land(cfg, "impressions", "b.jsonl", _impressions(100, 3, ts="2026-11-02 10:00:00"))
+    bronze_ingest.run_batch(spark, cfg, ["impressions"])
+    silver_run.run_batch(spark, cfg, ["impressions"])
+    # i1 again (same event, same date) plus a new one on a third date.
+    land(
+        cfg,
+        "impressions",
+        "c.jsonl",
+        _impressions(1, 1, ts="2026-11-01 10:00:00")
+        + _impressions(200, 1, ts="2026-11-03 10:00:00"),
+    )
+    bronze_ingest.run_batch(spark, cfg, ["impressions"])
+    [audit] = silver_run.run_batch(spark, cfg, ["impressions"])
+    assert (audit.rows_in, audit.rows_written, audit.duplicates) == (2, 1, 1)
+    silver = _table(spark, cfg, "silver/impressions")
+    assert silver.count() == 7
+    assert silver.select("impression_id").distinct().count() == 7
+    merge = (
+        spark.sql(f"DESCRIBE HISTORY delta.`{cfg.table_path('silver/impressions')}`")
+        .where("operation = 'MERGE'")
+        .orderBy(F.col("version").desc())
+        .first()
+    )
+    assert "2026-11-01" in merge["operationParameters"]["predicate"]
+    assert "2026-11-02" not in merge["operationParameters"]["predicate"]
+
+
+@pytest.fixture
+def new_york_host() -> Iterator[None]:
+    """Run the test as on a host whose local zone is America/New_York (UTC-5 in November)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_stored_times_are_utc_on_a_host_in_another_zone(
+    spark: SparkSession, tmp_path: Path, new_york_host: None
+) -> None:
+    """Issue 10.1: ingestion, file-log and audit times are the real UTC instant."""
+    cfg = config_for(tmp_path)
+    _creatives(cfg)
+    land(cfg, "impressions", "a.jsonl", _impressions(0, 2))
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    bronze_ingest.run_batch(spark, cfg, ["impressions"])
+    silver_run.run_batch(spark, cfg, ["impressions"])
+    after = datetime.now(timezone.utc) + timedelta(seconds=1)
+
+    def utc_epoch(relative: str, column: str) -> list[float]:
+        # unix_seconds is zone-free: the stored instant, whatever the session or host zone.
+        rows = _table(spark, cfg, relative).select(F.unix_micros(column).alias("t")).collect()
+        return [r["t"] / 1e6 for r in rows]
+
+    stamps = (
+        utc_epoch("bronze/impressions", "_ingested_at")
+        + utc_epoch("ops/ingest_file_log", "logged_at")
+        + utc_epoch("ops/batch_audit", "started_at")
+        + utc_epoch("ops/batch_audit", "ended_at")
+        + utc_epoch("silver/creatives", "_loaded_at")
+    )
+    assert len(stamps) == 2 + 2 + 1 + 1 + 1
+    for stamp in stamps:
+        assert before.timestamp() <= stamp <= after.timestamp()
+    dates = {
+        r[0] for r in _table(spark, cfg, "bronze/impressions").select("_ingestion_date").collect()
+    }
+    assert dates == {datetime.fromtimestamp(stamps[0], timezone.utc).date()}
