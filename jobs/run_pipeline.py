@@ -14,7 +14,7 @@ from adlake import bronze_ingest, gold_run, metrics, quality, silver_run
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
 from adlake.session import build_spark
-from adlake.summary import format_counts, table_counts
+from adlake.summary import format_counts, format_quarantine, quarantine_counts, table_counts
 
 STAGES = ("bronze", "silver", "gold", "quality")
 
@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             print(quality.format_results(results))
         print("\nAdLake tables (" + cfg.paths.lakehouse + ")")
         print(format_counts(table_counts(spark, cfg)))
+        print(
+            "\nQuarantined rows (kept with their reason; see bronze.quarantine, silver.quarantine)"
+        )
+        print(format_quarantine(quarantine_counts(spark, cfg)))
 
     return run_job("run_pipeline", args, body)
 

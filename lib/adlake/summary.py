@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from adlake.config import AppConfig
 from adlake.gold_run import GOLD_TABLES
-from adlake.tables import ALL_TABLES
+from adlake.tables import ALL_TABLES, BRONZE_QUARANTINE, SILVER_QUARANTINE
 
 
 def table_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, str, int | None]]:
@@ -31,4 +32,50 @@ def format_counts(rows: list[tuple[str, str, int | None]]) -> str:
     for name, location, count in rows:
         shown = "-" if count is None else f"{count:,}"
         lines.append(f"{name:<{width}}  {shown:>10}  {location}")
+    return "\n".join(lines)
+
+
+def quarantine_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, str, str, int]]:
+    """(table, source, reason, rows) of both quarantine tables, for the end-of-run summary.
+
+    Bronze rows by reason, a corrupt file's with the file name (one row per file); silver
+    rows by the rules they failed.
+    """
+    rows: list[tuple[str, str, str, int]] = []
+    bronze = cfg.table_path(BRONZE_QUARANTINE.relative_path)
+    if DeltaTable.isDeltaTable(spark, bronze):
+        file_name = F.regexp_extract(F.col("_source_file"), r"([^/]+)$", 1)
+        reason = F.when(
+            F.col("reason") == "corrupt_file", F.concat(F.col("reason"), F.lit(" "), file_name)
+        ).otherwise(F.col("reason"))
+        counted = (
+            spark.read.format("delta")
+            .load(bronze)
+            .groupBy("source", reason.alias("why"))
+            .count()
+            .collect()
+        )
+        rows += [(BRONZE_QUARANTINE.name, r["source"], r["why"], r["count"]) for r in counted]
+    silver = cfg.table_path(SILVER_QUARANTINE.relative_path)
+    if DeltaTable.isDeltaTable(spark, silver):
+        rules = F.concat_ws(", ", F.col("failed_rules"))
+        counted = (
+            spark.read.format("delta")
+            .load(silver)
+            .groupBy("source", rules.alias("why"))
+            .count()
+            .collect()
+        )
+        rows += [(SILVER_QUARANTINE.name, r["source"], r["why"], r["count"]) for r in counted]
+    return sorted(rows)
+
+
+def format_quarantine(rows: list[tuple[str, str, str, int]]) -> str:
+    """A fixed-width text table of quarantine_counts."""
+    if not rows:
+        return "nothing quarantined"
+    width = max(len(f"{table} {source}") for table, source, _, _ in rows)
+    lines = [f"{'table source':<{width}}  {'rows':>8}  reason"]
+    for table, source, why, count in rows:
+        lines.append(f"{table + ' ' + source:<{width}}  {count:>8,}  {why}")
     return "\n".join(lines)
