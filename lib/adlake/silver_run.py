@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -57,12 +57,8 @@ SPECS: dict[str, TableSpec] = {
     "conversions": SILVER_CONVERSIONS,
     "bid_requests": SILVER_BID_REQUESTS,
 }
-ID_AND_BUSINESS: dict[str, tuple[str, Sequence[str]]] = {
-    "impressions": (silver.IMPRESSION_ID, silver.IMPRESSION_BUSINESS_COLUMNS),
-    "clicks": (silver.CLICK_CONVERSION_ID, silver.CLICK_CONVERSION_BUSINESS_COLUMNS),
-    "conversions": (silver.CLICK_CONVERSION_ID, silver.CLICK_CONVERSION_BUSINESS_COLUMNS),
-    "bid_requests": (silver.BID_REQUEST_ID, silver.BID_REQUEST_BUSINESS_COLUMNS),
-}
+# Dedup key of each target: its id column, else a hash of the fields that tell events apart.
+ID_AND_BUSINESS = silver.DEDUP_KEYS
 CREATIVES_CSV_SCHEMA = StructType(
     [StructField(name, StringType(), True) for name in schemas.CREATIVE_COLUMNS]
 )
@@ -403,7 +399,9 @@ class SilverProcessor:
                 for i, n in enumerate(names)
             ],
             *[
-                F.count_if(F.try_element_at(quarantine_rules, F.lit(1)) == F.lit(n)).alias(f"first_{i}")
+                F.count_if(F.try_element_at(quarantine_rules, F.lit(1)) == F.lit(n)).alias(
+                    f"first_{i}"
+                )
                 for i, n in enumerate(quarantine_names)
             ],
         ).first()
