@@ -537,8 +537,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--impressions", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--files", type=int, default=8)
@@ -557,40 +557,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="a few thousand rows, every part")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     if args.smoke:
         args.impressions, args.files, args.history, args.batch_rows = 2000, 2, "2000,20000", 500
-    parts = set(args.parts.split(","))
-    workdir: Path = args.workdir
-    landing = workdir / "landing"
-    marker = landing / "_manifest.json"
-    generated = None
-    if not (
-        marker.exists()
-        and json.loads(marker.read_text()).get("impressions_requested") == args.impressions
-    ):
-        shutil.rmtree(landing, ignore_errors=True)
-        _, generated = _timed(
-            lambda: generate_landing(
-                DatagenConfig(impressions=args.impressions, seed=args.seed, files=args.files),
-                landing,
-            )
-        )
-        manifest = json.loads(marker.read_text())
-        manifest["impressions_requested"] = args.impressions
-        marker.write_text(json.dumps(manifest))
+    return args
 
-    cfg = config_for(workdir, "warmup")
-    spark = build_spark(cfg)
+
+def ensure_landing(args: argparse.Namespace) -> float | None:
+    """Generate the landing files unless the same size is already there; seconds or None."""
+    landing = args.workdir / "landing"
+    marker = landing / "_manifest.json"
+    if marker.exists() and json.loads(marker.read_text()).get("impressions_requested") == (
+        args.impressions
+    ):
+        return None
+    shutil.rmtree(landing, ignore_errors=True)
+    config = DatagenConfig(impressions=args.impressions, seed=args.seed, files=args.files)
+    _, seconds = _timed(generate_landing, config, landing)
+    manifest = json.loads(marker.read_text())
+    manifest["impressions_requested"] = args.impressions
+    marker.write_text(json.dumps(manifest))
+    return seconds
+
+
+def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+    """Every requested part in the given session; returns the result (also written to disk)."""
     import pyspark
     from delta import __version__ as delta_version
 
+    parts = set(args.parts.split(","))
+    workdir: Path = args.workdir
     result: dict[str, Any] = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "impressions": args.impressions,
         "machine": f"{platform.machine()} cores={_cores()} python={platform.python_version()}",
         "versions": f"pyspark {pyspark.__version__}, delta-spark {delta_version}",
-        "generate_seconds": generated,
+        "generate_seconds": ensure_landing(args),
     }
     if "stages" in parts:
         # Warm-up: JIT and first-use class loading paid outside the timed runs.
@@ -598,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         if not smoke.exists():
             generate_landing(DatagenConfig(impressions=500, seed=1, files=1), smoke)
         warm = fresh(config_for(workdir, "warmup", {"paths.landing": str(smoke)}))
+        shutil.rmtree(workdir / "warmup" / "bare", ignore_errors=True)
         bronze_ingest.run_batch(spark, warm, SOURCES)
         silver_run.run_batch(spark, warm, SOURCES)
         for s in SOURCES:
@@ -614,19 +616,27 @@ def main(argv: list[str] | None = None) -> int:
     if "queries" in parts:
         result["analyst_queries"] = analyst_queries(spark, workdir)
     if "stream" in parts:
-        files, rows = (3, 200) if args.smoke else (24, 5000)
+        files, rows = (2, 100) if args.smoke else (24, 5000)
         result["streaming"] = streaming(spark, workdir, files, rows)
     result["driver_peak_rss_mb"] = _driver_peak_rss_mb(spark)
     result["targets"] = grade(result)
-    spark.stop()
-
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{date.today().isoformat()}-{args.impressions}"
     (args.results_dir / f"{stem}.json").write_text(
         json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8"
     )
     (args.results_dir / f"{stem}.md").write_text(markdown(result), encoding="utf-8")
-    print(markdown(result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    spark = build_spark(config_for(args.workdir, "warmup"))
+    try:
+        print(markdown(run(spark, args)))
+    finally:
+        spark.stop()
     return 0
 
 
