@@ -21,21 +21,13 @@ from adlake import bronze_ingest, silver_run
 from adlake.config import AppConfig
 from tests.conftest import config_for
 from tests.test_bronze_ingest import land
+from tests.test_silver_run import _landing_creatives
 
 CSV_HEADER = "event_id,timestamp,user_id,campaign_id,creative_id,conversion_type,revenue\n"
 
 
 def _table(spark: SparkSession, cfg: AppConfig, relative: str) -> DataFrame:
     return spark.read.format("delta").load(cfg.table_path(relative))
-
-
-def _creatives(cfg: AppConfig) -> None:
-    ref = Path(cfg.landing_path("reference"))
-    ref.mkdir(parents=True, exist_ok=True)
-    (ref / "creatives.csv").write_text(
-        "creative_id,campaign_id,advertiser_id,creative_name,ad_format\n1,10,100,c1,banner\n",
-        encoding="utf-8",
-    )
 
 
 def _impressions(first: int, n: int, ts: str = "2026-11-10 12:00:00") -> str:
@@ -52,7 +44,7 @@ def test_clicks_only_run_then_conversions_are_each_processed_once(
     """Issue 10.2: a bronze run with clicks and no conversions must not leave conversions
     behind, so the next run never re-reads (and miscounts as duplicates) earlier rows."""
     cfg = config_for(tmp_path)
-    _creatives(cfg)
+    _landing_creatives(cfg)
     land(cfg, "clicks_conversions", "a.csv", CSV_HEADER + "c1,2026-11-10 12:00:00,u1,10,1,click,\n")
     bronze_ingest.run_batch(spark, cfg, ["clicks_conversions"])
     first = silver_run.run_batch(spark, cfg, ["clicks_conversions"])
@@ -83,7 +75,7 @@ def test_stream_stopped_mid_bronze_run_then_batch_processes_every_row_once(
     """Issue 10.3: a rate-limited stream stops after its first micro-batch of a multi-file
     bronze run; a batch run then processes exactly the rest."""
     cfg = config_for(tmp_path, **{"sources.impressions.max_files_per_trigger": 1})
-    _creatives(cfg)
+    _landing_creatives(cfg)
     for k in range(3):
         land(cfg, "impressions", f"f{k}.jsonl", _impressions(k * 10, 10))
     # One read partition (so one bronze data file) per landing file.
@@ -124,7 +116,7 @@ def test_quarantined_future_row_does_not_make_later_rows_late(
 ) -> None:
     """Issue 10.7: the late-row threshold follows written rows only."""
     cfg = config_for(tmp_path)
-    _creatives(cfg)
+    _landing_creatives(cfg)
     future = _impressions(0, 1, ts="2099-01-01 00:00:00")
     land(cfg, "impressions", "a.jsonl", future + _impressions(1, 2))
     bronze_ingest.run_batch(spark, cfg, ["impressions"])
@@ -146,7 +138,7 @@ def test_bounded_merge_dedups_within_the_batch_dates_and_scans_only_them(
 ) -> None:
     """A re-sent impression is a duplicate; the MERGE's target scan covers the batch's dates."""
     cfg = config_for(tmp_path)
-    _creatives(cfg)
+    _landing_creatives(cfg)
     land(cfg, "impressions", "a.jsonl", _impressions(0, 3, ts="2026-11-01 10:00:00"))
     land(cfg, "impressions", "b.jsonl", _impressions(100, 3, ts="2026-11-02 10:00:00"))
     bronze_ingest.run_batch(spark, cfg, ["impressions"])
@@ -196,7 +188,7 @@ def test_stored_times_are_utc_on_a_host_in_another_zone(
 ) -> None:
     """Issue 10.1: ingestion, file-log and audit times are the real UTC instant."""
     cfg = config_for(tmp_path)
-    _creatives(cfg)
+    _landing_creatives(cfg)
     land(cfg, "impressions", "a.jsonl", _impressions(0, 2))
     before = datetime.now(timezone.utc).replace(microsecond=0)
     bronze_ingest.run_batch(spark, cfg, ["impressions"])
