@@ -940,3 +940,17 @@ def test_with_dedup_key_names_missing_columns(spark: SparkSession) -> None:
         rows.transform(
             silver.with_dedup_key(silver.BID_REQUEST_ID, silver.BID_REQUEST_BUSINESS_COLUMNS)
         )
+
+
+def test_canonical_id_trims_exactly_ascii_whitespace(spark: SparkSession) -> None:
+    """Every ASCII whitespace character is trimmed at both ends; inner blanks and a
+    non-breaking space (not ASCII whitespace) are kept; all-blank becomes null."""
+    schema = StructType([StructField("raw", StringType())])
+    raws = [" \t\n\u000b\f\ra b\r\n", "\u00a0x", " \t ", None]
+    got = [
+        r[0]
+        for r in spark.createDataFrame([(v,) for v in raws], schema)
+        .select(silver.canonical_id(F.col("raw")))
+        .collect()
+    ]
+    assert got == ["a b", "\u00a0x", None, None]
