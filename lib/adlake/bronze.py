@@ -7,12 +7,21 @@ them, so a record is in exactly one of the two tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DataType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    DataType,
+    DecimalType,
+    IntegralType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from adlake import schemas
 from adlake.schemas import ID, NUMBER, SourceField
@@ -35,11 +44,12 @@ _NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _CSV_SPLIT = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
 # A UTF-8 byte-order mark: Excel ("CSV UTF-8") and Notepad start files with one. It is not
 # JSON whitespace and would glue itself to the first CSV header.
-_LEADING_BOM = "^\ufeff"
+_BOM = "\ufeff"
 
 
 def _without_bom(text: Column) -> Column:
-    return F.regexp_replace(text, _LEADING_BOM, "")
+    # startswith/substr work on Spark's UTF-8 bytes; a regex would decode every line first.
+    return F.when(text.startswith(_BOM), text.substr(F.lit(2), F.length(text))).otherwise(text)
 
 
 def _kind_violation(value: Column, kind: str) -> Column:
@@ -61,7 +71,9 @@ def _rescued(fields_map: Column, known: Sequence[str]) -> Column:
     known_array = F.array(*[F.lit(k) for k in known])
     # Null values carry nothing to rescue (an empty trailing CSV column, a JSON `null`).
     extra = F.map_filter(fields_map, lambda k, v: ~F.array_contains(known_array, k) & v.isNotNull())
-    return F.when(F.size(extra) > 0, F.to_json(extra))
+    # The lambda runs interpreted, so it runs only for records with a key outside the contract.
+    known_keys = sum((F.map_contains_key(fields_map, k).cast("int") for k in known), F.lit(0))
+    return F.when(F.size(fields_map) > known_keys, F.when(F.size(extra) > 0, F.to_json(extra)))
 
 
 def _from_map(
@@ -177,6 +189,12 @@ def _as_text(column: Column, data_type: DataType) -> Column:
     return column.cast("string")
 
 
+def _may_be_wrong(field: StructField | None) -> bool:
+    """False when the writer schema already guarantees the kind: an absent field is null, and
+    an integer's or decimal's text fits both patterns (a double may be NaN or Infinity)."""
+    return field is not None and not isinstance(field.dataType, (IntegralType, DecimalType))
+
+
 def project_bid_requests(df: DataFrame) -> DataFrame:
     """Project Avro bid requests (any writer schema) onto the bronze contract.
 
@@ -198,7 +216,8 @@ def project_bid_requests(df: DataFrame) -> DataFrame:
                     else F.lit(None)
                 )
                 projected.append(col.cast("string").alias(f.name))
-                wrong_checks.append((f.name, F.col(f.name), f.kind))
+                if _may_be_wrong(by_name.get(f.name)):
+                    wrong_checks.append((f.name, F.col(f.name), f.kind))
             continue
         group_field = by_name.get(group)
         group_type = group_field.dataType if group_field else None
@@ -212,7 +231,8 @@ def project_bid_requests(df: DataFrame) -> DataFrame:
             else:
                 member = F.lit(None)
             members.append(member.cast("string").alias(f.name))
-            wrong_checks.append((f"{group}.{f.name}", F.col(group)[f.name], f.kind))
+            if _may_be_wrong(inner.get(f.name)):
+                wrong_checks.append((f"{group}.{f.name}", F.col(group)[f.name], f.kind))
         group_present = F.col(group).isNotNull() if group_field is not None else F.lit(False)
         projected.append(F.when(group_present, F.struct(*members)).alias(group))
         extras = [name for name in inner if name not in known]
@@ -309,3 +329,52 @@ def corrupt_file_rows(files: DataFrame) -> DataFrame:
         F.lit(CORRUPT_FILE).alias(REJECT_REASON),
         F.col(REJECT_DETAIL),
     )
+
+
+def tally_metrics(files: Sequence[str]) -> list[Column]:
+    """Aggregates that count a run's parsed records per file (good, rejected) and per reason.
+
+    Written for `DataFrame.observe`, so the counts come from the pass that writes bronze.
+    `unmatched` counts records whose `_source_file` is not one of `files`: it must be 0.
+    """
+    index = F.array_position(F.array(*[F.lit(f) for f in files]), F.col(schemas.SOURCE_FILE))
+    good = F.col(REJECT_REASON).isNull()
+    metrics = [F.count_if(index == 0).alias("unmatched")]
+    for i in range(len(files)):
+        metrics.append(F.count_if((index == i + 1) & good).alias(f"good_{i}"))
+        metrics.append(F.count_if((index == i + 1) & ~good).alias(f"bad_{i}"))
+    metrics.extend(
+        F.count_if(F.col(REJECT_REASON) == r).alias(f"reason_{r}") for r in REJECT_REASONS
+    )
+    return metrics
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A run's record counts: per file (good, rejected) and rejects per reason."""
+
+    counts: dict[str, tuple[int, int]]
+    reasons: tuple[tuple[str, int], ...]
+
+    @property
+    def good(self) -> int:
+        return sum(c[0] for c in self.counts.values())
+
+    @property
+    def bad(self) -> int:
+        return sum(c[1] for c in self.counts.values())
+
+    @classmethod
+    def from_metrics(cls, files: Sequence[str], values: Mapping[str, Any]) -> Tally:
+        """Read the values of `tally_metrics(files)`; fails on records of an unknown file."""
+        if values["unmatched"]:
+            raise ValueError(
+                f"{values['unmatched']} records carry a source file outside the run's files"
+            )
+        counts = {
+            f: (int(values[f"good_{i}"]), int(values[f"bad_{i}"])) for i, f in enumerate(files)
+        }
+        reasons = tuple(
+            (r, int(values[f"reason_{r}"])) for r in REJECT_REASONS if values[f"reason_{r}"]
+        )
+        return cls(counts, reasons)

@@ -19,8 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, Observation, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import (
@@ -42,6 +41,9 @@ log = logging.getLogger(__name__)
 PLANNED = "planned"
 COMMITTED = "committed"
 JOB_NAME = "bronze_ingest"
+# A run's records are counted per file in the pass that writes them (one aggregate per file
+# and outcome), so a backlog of more files is ingested as several runs.
+MAX_FILES_PER_RUN = 128
 
 _BINARY_FILE_SCHEMA = StructType(
     [
@@ -217,10 +219,13 @@ class BronzeIngestor:
         if not new_files:
             log.info("%s: no new files", self.source)
             return results
-        run_seq = max((r["run_seq"] for r in log_rows), default=0) + 1
-        ingested_at = clock.utc_now(whole_seconds=True)
-        self._write_log(run_seq, new_files, PLANNED, mode, ingested_at, {})
-        results.append(self._execute(run_seq, new_files, ingested_at, mode))
+        last_run = max((r["run_seq"] for r in log_rows), default=0)
+        for start in range(0, len(new_files), MAX_FILES_PER_RUN):
+            run_files = new_files[start : start + MAX_FILES_PER_RUN]
+            run_seq = last_run + 1 + start // MAX_FILES_PER_RUN
+            ingested_at = clock.utc_now(whole_seconds=True)
+            self._write_log(run_seq, run_files, PLANNED, mode, ingested_at, {})
+            results.append(self._execute(run_seq, run_files, ingested_at, mode))
         return results
 
     def _write_log(
@@ -255,6 +260,13 @@ class BronzeIngestor:
     def _execute(
         self, run_seq: int, files: list[str], ingested_at: datetime, mode: str
     ) -> RunResult:
+        """Append a planned run's good records to bronze and its rejects to quarantine.
+
+        One read of the files parses them and writes bronze, counting every record per file
+        and reason on the way (`DataFrame.observe`), so nothing is cached or counted twice.
+        Only files that had rejects are read again, for the quarantine append. A redo after
+        a crash, whose bronze append Delta may already hold, counts in a separate pass.
+        """
         started = time.monotonic()
         corrupt: dict[str, str] = {}
         while True:
@@ -262,17 +274,10 @@ class BronzeIngestor:
             parsed = self._parse(readable, corrupt).transform(
                 bronze.with_ingest_metadata(ingested_at, run_seq)
             )
-            parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
             try:
-                # One pass that both materializes the cache and proves every file readable.
-                per_file = (
-                    parsed.groupBy(schemas.SOURCE_FILE, bronze.REJECT_REASON)
-                    .agg(F.count(F.lit(1)).alias("n"))
-                    .collect()
-                )
+                tally = self._append_bronze(parsed, files, run_seq)
                 break
             except Exception as exc:
-                parsed.unpersist()
                 blamed = _blamed_file(exc, readable)
                 if blamed is None:
                     raise CorruptFileNotIdentifiedError(
@@ -282,39 +287,18 @@ class BronzeIngestor:
                 log.warning(
                     "%s run %d: quarantining unreadable file %s", self.source, run_seq, blamed
                 )
-        counts: dict[str, tuple[int, int]] = dict.fromkeys(files, (0, 0))
-        reasons: dict[str, int] = {}
-        for r in per_file:
-            good_n, bad_n = counts.get(r[schemas.SOURCE_FILE], (0, 0))
-            reason, n = r[bronze.REJECT_REASON], int(r["n"])
-            if reason is None:
-                good_n += n
-            else:
-                bad_n += n
-                reasons[reason] = reasons.get(reason, 0) + n
-            counts[r[schemas.SOURCE_FILE]] = (good_n, bad_n)
-        good = sum(c[0] for c in counts.values())
-        bad = sum(c[1] for c in counts.values())
-        try:
-            # An empty side is not appended: the file log's commit row records the zero count.
-            if good:
-                storage.append_idempotent(
-                    parsed.transform(bronze.bronze_rows),
-                    self.spec,
-                    self.bronze_path,
-                    self.app_id,
-                    run_seq,
-                )
-            if bad:
-                storage.append_idempotent(
-                    parsed.transform(bronze.quarantine_rows(self.source)),
-                    BRONZE_QUARANTINE,
-                    self.quarantine_path,
-                    self.app_id,
-                    run_seq,
-                )
-        finally:
-            parsed.unpersist()
+        counts, reasons = tally.counts, dict(tally.reasons)
+        good, bad = tally.good, tally.bad
+        if bad:
+            with_rejects = [f for f in readable if counts[f][1]]
+            rejects = (
+                self._parse(with_rejects, {f: corrupt[f] for f in files if f in corrupt})
+                .transform(bronze.with_ingest_metadata(ingested_at, run_seq))
+                .transform(bronze.quarantine_rows(self.source))
+            )
+            storage.append_idempotent(
+                rejects, BRONZE_QUARANTINE, self.quarantine_path, self.app_id, run_seq
+            )
         self._write_log(run_seq, files, COMMITTED, mode, ingested_at, counts)
         result = RunResult(
             self.source,
@@ -349,6 +333,32 @@ class BronzeIngestor:
             result.seconds,
         )
         return result
+
+    def _append_bronze(self, parsed: DataFrame, files: list[str], run_seq: int) -> bronze.Tally:
+        """Append the good records (idempotent on run_seq) and return every record's tally.
+
+        When Delta skips the append because this run's version is already in the table (the
+        redo of a run a crash interrupted after its append), nothing was observed, so the
+        records are counted in one more pass instead.
+        """
+        before = storage.latest_version(self.spark, self.bronze_path)
+        observation = Observation(f"bronze-{self.source}-{run_seq}-{time.monotonic_ns()}")
+        observed = parsed.observe(observation, *bronze.tally_metrics(files))
+        storage.append_idempotent(
+            observed.transform(bronze.bronze_rows),
+            self.spec,
+            self.bronze_path,
+            self.app_id,
+            run_seq,
+        )
+        if storage.latest_version(self.spark, self.bronze_path) != before:
+            return bronze.Tally.from_metrics(files, observation.get)
+        log.info(
+            "%s run %d: bronze already holds this run; counting its records", self.source, run_seq
+        )
+        totals = parsed.agg(*bronze.tally_metrics(files)).first()
+        assert totals is not None  # a global aggregate always has one row
+        return bronze.Tally.from_metrics(files, totals.asDict())
 
     # -- readers (I/O) ----------------------------------------------------------------------
     def _parse(self, files: list[str], corrupt: dict[str, str]) -> DataFrame:
