@@ -124,7 +124,6 @@ _TS_TEXT = (
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-]\d{2}):?(\d{2}))?$"
 )
-_TS_PATTERN = "yyyy-MM-dd HH:mm:ss.SSSSSSxxx"
 
 
 def parse_event_ts(raw: Column, source_tz: str) -> Column:
@@ -137,30 +136,31 @@ def parse_event_ts(raw: Column, source_tz: str) -> Column:
     an offset is wall-clock time in `source_tz` (a Spark zone id such as 'UTC' or
     'America/New_York'), DST-aware via to_utc_timestamp.
 
-    Every branch is guarded by a regex and parsed with try_to_timestamp / try_cast, so bad
-    text (even an impossible date like Feb 30) gives null under ANSI mode instead of an
-    error. The result does not depend on the session time zone: local text is parsed with
-    an explicit `+00:00` and then shifted from `source_tz`.
+    One regex decides whether text is in an accepted form; Spark's own timestamp parser
+    (try_to_timestamp without a pattern, which takes all of these forms and more) then reads
+    it, so bad text (even an impossible date like Feb 30) gives null under ANSI mode instead
+    of an error. The result does not depend on the session time zone: local text is parsed
+    with an explicit `+00:00` and then shifted from `source_tz`.
     """
     text = _strip(raw)
-    date, clock, fraction, zulu, offset_hours, offset_minutes = (
-        F.regexp_extract(text, _TS_TEXT, group) for group in range(1, 7)
-    )
-    offset = F.when(zulu != "", F.lit("+00:00")).when(
-        offset_hours != "", F.concat(offset_hours, F.lit(":"), offset_minutes)
-    )
-    # rpad both pads and truncates, so the fraction always has exactly 6 digits.
-    local = F.concat(date, F.lit(" "), clock, F.lit("."), F.rpad(fraction, 6, "0"))
-
-    def instant(zone_offset: Column) -> Column:
-        return F.try_to_timestamp(F.concat(local, zone_offset), F.lit(_TS_PATTERN))
-
-    well_formed = text.rlike(_TS_TEXT)
+    upper = F.upper(text)  # the parser takes `T` and `Z` only as capitals
+    after_seconds = F.substring(upper, 20, 64)  # past yyyy-MM-ddTHH:mm:ss: fraction, offset
+    has_offset = (
+        F.instr(after_seconds, "Z") + F.instr(after_seconds, "+") + F.instr(after_seconds, "-")
+    ) > 0
+    epoch = text.try_cast("long")
     return (
-        F.when(text.rlike(r"^\d{12,14}$"), F.timestamp_millis(text.try_cast("long")))
-        .when(text.rlike(r"^\d{9,11}$"), F.timestamp_seconds(text.try_cast("long")))
-        .when(well_formed & offset.isNotNull(), instant(offset))
-        .when(well_formed, F.to_utc_timestamp(instant(F.lit("+00:00")), source_tz))
+        F.when(
+            text.rlike(r"^\d{9,14}$"),
+            F.when(F.length(text) >= 12, F.timestamp_millis(epoch)).otherwise(
+                F.timestamp_seconds(epoch)
+            ),
+        )
+        .when(~text.rlike(_TS_TEXT), F.lit(None))
+        .when(has_offset, F.try_to_timestamp(upper))
+        .otherwise(
+            F.to_utc_timestamp(F.try_to_timestamp(F.concat(upper, F.lit("+00:00"))), source_tz)
+        )
         .cast(TimestampType())
     )
 
