@@ -148,7 +148,7 @@ def test_bronze_vs_silver_passes_clean_and_counts_a_deleted_silver_row(
 
 
 # -- item 11: writers and OPTIMIZE vs concurrent commits -------------------------------------
-def _optimize_during_first_read(spark: SparkSession, location: str, tmp: Path) -> F.udf:
+def _optimize_during_first_read(spark: SparkSession, location: str, tmp: Path) -> Any:
     """A UDF that, the first time it runs, waits until the test thread has committed an
     OPTIMIZE of `location`: the MERGE reading it then commits after OPTIMIZE, a genuine conflict.
     """
@@ -201,7 +201,8 @@ def test_merge_retries_after_a_concurrent_optimize(
     for ids in (["a"], ["b"]):  # two small files for OPTIMIZE to compact
         rows(ids).write.format("delta").mode("append").save(location)
     udf = _optimize_during_first_read(spark, location, tmp_path)
-    source = rows(["b", "c", "d"]).withColumn("impression_id", udf("impression_id"))
+    # One partition: one blocked task, the other core free for the OPTIMIZE.
+    source = rows(["b", "c", "d"]).coalesce(1).withColumn("impression_id", udf("impression_id"))
     with caplog.at_level(logging.WARNING, logger="adlake.storage"):
         counts = storage.merge_insert_new(source, SILVER_IMPRESSIONS, location)
     assert counts == storage.MergeCounts(source_rows=3, inserted=2)
