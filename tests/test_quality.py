@@ -281,6 +281,16 @@ EXPECTED = [
     ("impressions_unknown_auction_ratio", "silver/impressions", "all", 0.05, 0.01, "warn"),
     ("unattributed_conversion_ratio", "gold/campaign_attribution_daily", "all", 1 / 3, 0.3, "warn"),
     ("spend_gold_vs_silver", "gold/campaign_daily", "all", 0.25, 0.01, "fail"),
+    ("bronze_silver_reconciliation", "bronze/bid_requests", "bid_requests", None, None, "warn"),
+    (
+        "bronze_silver_reconciliation",
+        "bronze/clicks_conversions",
+        "clicks_conversions",
+        None,
+        None,
+        "warn",
+    ),
+    ("bronze_silver_reconciliation", "bronze/impressions", "impressions", None, None, "warn"),
     ("audit_identity_violations", "ops/batch_audit", "all", 1, 0, "fail"),
 ]
 
@@ -341,7 +351,7 @@ def test_missing_tables_warn_without_failing(spark: SparkSession, tmp_path: Path
     assert {r.status for r in results} == {"warn"}
     assert all(r.observed is None and r.threshold is None for r in results)
     by_key = {(r.check, r.table, r.scope): r.detail for r in results}
-    assert len(by_key) == len(results) == 30
+    assert len(by_key) == len(results) == 33
     assert by_key[("freshness_event_seconds", "silver/clicks", "all")] == "table missing"
     assert by_key[("ctr_band", "gold/campaign_daily", "all")] == "table missing"
     assert by_key[("audit_identity_violations", "ops/batch_audit", "all")] == "table missing"
@@ -395,7 +405,7 @@ def test_job_prints_results_and_exits_0_despite_failures(job_run: JobRun) -> Non
     assert job_run.exit_code == 0
     header, *rows = job_run.stdout
     assert header.split() == ["check", "table", "scope", "observed", "threshold", "status"]
-    assert len(rows) == 30
+    assert len(rows) == 33
     assert rows[-1].split() == [
         "audit_identity_violations",
         "ops/batch_audit",
@@ -447,7 +457,7 @@ def test_empty_and_missing_tables_as_stored(spark: SparkSession, job_run: JobRun
         (r["check"], r["table"], r["scope"]): (r["observed"], r["status"], r["detail"])
         for r in stored.collect()
     }
-    assert len(got) == 30
+    assert len(got) == 33
     assert got[("freshness_event_seconds", "silver/clicks", "all")] == (None, "warn", "no rows")
     # The job ran on the real clock: the graded day is the last complete one before its run.
     run_seconds = stored.select(F.max(F.unix_seconds("run_ts"))).first()[0]
@@ -503,7 +513,7 @@ def test_write_results_is_idempotent_per_run(spark: SparkSession, job_run: JobRu
         ("run-2", ts, "ctr_band", None, "warn"),
         ("run-2", ts, "spend_gold_vs_silver", 0.25, "fail"),
     ]
-    assert table.where(F.col("run_id") == run_id).count() == 30
+    assert table.where(F.col("run_id") == run_id).count() == 33
 
 
 def test_parse_quality_defaults_and_values(tmp_path: Path) -> None:

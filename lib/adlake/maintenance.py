@@ -13,10 +13,12 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from adlake import storage
 from adlake.config import MIN_VACUUM_RETENTION_SECONDS, AppConfig, ConfigError, parse_duration
 from adlake.gold_run import GOLD_TABLES
 from adlake.tables import ALL_TABLES
@@ -277,12 +279,26 @@ def _maintain_table(
                 vacuum_files=would_delete,
             )
 
-        optimizer = delta.optimize()
-        result = optimizer.executeZOrderBy(*zorder) if zorder else optimizer.executeCompaction()
-        metrics = result.first()
-        removed = int(metrics["metrics"]["numFilesRemoved"]) if metrics is not None else 0
-        added = int(metrics["metrics"]["numFilesAdded"]) if metrics is not None else 0
-        log.info("optimize %s %s: files removed=%d added=%d", table.name, how, removed, added)
+        def optimize() -> Any:
+            optimizer = delta.optimize()
+            result = optimizer.executeZOrderBy(*zorder) if zorder else optimizer.executeCompaction()
+            return result.first()
+
+        removed: int | None = None
+        added: int | None = None
+        try:
+            metrics = storage.retry_on_conflict(optimize, f"optimize {table.name}")
+            removed = int(metrics["metrics"]["numFilesRemoved"]) if metrics is not None else 0
+            added = int(metrics["metrics"]["numFilesAdded"]) if metrics is not None else 0
+            log.info("optimize %s %s: files removed=%d added=%d", table.name, how, removed, added)
+        except storage.COMMIT_CONFLICTS as exc:
+            # A writer kept committing over the same files: compaction waits for the next run,
+            # VACUUM (which commits no data change) still runs.
+            log.warning(
+                "optimize %s skipped: still conflicting with a concurrent writer (%s)",
+                table.name,
+                type(exc).__name__,
+            )
 
         before = delta.history(1).first()
         version_before = int(before["version"]) if before is not None else -1

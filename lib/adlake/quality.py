@@ -34,7 +34,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from adlake import storage
+from adlake import schemas, storage
 from adlake.attribution import LAST_TOUCH, MONEY_SUM
 from adlake.bronze_ingest import COMMITTED
 from adlake.config import (
@@ -47,6 +47,7 @@ from adlake.config import (
 )
 from adlake.gold_run import CAMPAIGN_ATTRIBUTION_DAILY, CAMPAIGN_DAILY
 from adlake.silver_run import JOB as SILVER_JOB
+from adlake.silver_run import TARGETS_BY_SOURCE
 from adlake.tables import (
     BATCH_AUDIT,
     BRONZE_BY_SOURCE,
@@ -56,6 +57,7 @@ from adlake.tables import (
     SILVER_CLICKS,
     SILVER_CONVERSIONS,
     SILVER_IMPRESSIONS,
+    SILVER_QUARANTINE,
 )
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ UNKNOWN_AUCTION = "impressions_unknown_auction_ratio"
 UNATTRIBUTED = "unattributed_conversion_ratio"
 SPEND_GOLD_VS_SILVER = "spend_gold_vs_silver"
 AUDIT_IDENTITY = "audit_identity_violations"
+RECONCILIATION = "bronze_silver_reconciliation"
 CHECKS: tuple[str, ...] = (
     FRESHNESS_EVENT,
     FRESHNESS_INGESTION,
@@ -87,6 +90,7 @@ CHECKS: tuple[str, ...] = (
     UNKNOWN_AUCTION,
     UNATTRIBUTED,
     SPEND_GOLD_VS_SILVER,
+    RECONCILIATION,
     AUDIT_IDENTITY,
 )
 # Internal measure shared by freshness_event_seconds and volume_anomaly (one scan per table).
@@ -445,6 +449,106 @@ def audit_checks(batch_audit: DataFrame, since: datetime | None) -> DataFrame:
     ).where(F.col("table").isNotNull())  # ratios of other jobs' rows have no silver table
 
 
+def _bronze_source() -> Column:
+    """Map of silver target (ops/batch_audit `source`) -> the bronze source it is read from."""
+    return F.create_map(
+        *[F.lit(x) for s, targets in TARGETS_BY_SOURCE.items() for t in targets for x in (t, s)]
+    )
+
+
+def reconciled_runs(batch_audit: DataFrame) -> DataFrame:
+    """Per bronze source (`source`): `cut`, the newest bronze run silver has fully processed
+    whose audit rows it does not split.
+
+    Silver reads bronze in commit order, so every run below the lowest run of a later batch
+    is complete; a cut there must also leave no audit row (a [min, max] run range of a
+    batch and target) straddling it, so the duplicates of runs <= cut are exactly those of
+    audit rows with max <= cut. The newest batch is thus never reconciled until a later one
+    exists: in a running stream its run may still be half read.
+    """
+    to_source = _bronze_source()
+    ranges = batch_audit.where(
+        (F.col("job") == SILVER_JOB)
+        & F.col("bronze_run_seq_min").isNotNull()
+        & F.col("bronze_run_seq_max").isNotNull()
+    ).select(
+        to_source[F.col("source")].alias("source"),
+        F.col("bronze_run_seq_min").alias("lo"),
+        F.col("bronze_run_seq_max").alias("hi"),
+    )
+    earlier = Window.partitionBy("source").orderBy("lo").rangeBetween(Window.unboundedPreceding, -1)
+    highest_before = F.max("hi").over(earlier)
+    clean = highest_before.isNull() | (highest_before < F.col("lo"))
+    return (
+        ranges.where(F.col("source").isNotNull())
+        .withColumn("_cut", F.when(clean, F.col("lo") - 1))
+        .groupBy("source")
+        .agg(F.max("_cut").alias("cut"))
+    )
+
+
+def bronze_silver_reconciliation(
+    bronze: Mapping[str, DataFrame],
+    silver_tables: Mapping[str, DataFrame],
+    quarantine: DataFrame | None,
+    batch_audit: DataFrame,
+) -> DataFrame:
+    """Per bronze source, over its runs <= `reconciled_runs` cut, recomputed from the tables:
+    bronze rows (value) against silver rows + silver quarantine rows + audited duplicates
+    (total); newest = the cut. Silver and quarantine rows find their run through their
+    `_source_file` (a landing file is one bronze run). `bronze` maps source -> bronze table,
+    `silver_tables` target -> silver table; a missing silver table counts as empty.
+    """
+    cuts = reconciled_runs(batch_audit)
+    audit_source = _bronze_source()[F.col("source")]
+    parts = []
+    for source, table in bronze.items():
+        check_table = BRONZE_BY_SOURCE[source].relative_path
+        cut = F.broadcast(cuts.where(F.col("source") == source).select("cut"))
+        per_file = (
+            table.groupBy(schemas.SOURCE_FILE, schemas.RUN_SEQ)
+            .agg(F.count(F.lit(1)).alias("_rows"))
+            .crossJoin(cut)
+            .where(F.col(schemas.RUN_SEQ) <= F.col("cut"))
+        )
+        runs = per_file.groupBy(schemas.SOURCE_FILE).agg(F.min(schemas.RUN_SEQ).alias("_run"))
+        parts.append(
+            _rows(cut, _contribution(RECONCILIATION, check_table, source, newest=F.col("cut")))
+        )
+        parts.append(
+            _rows(
+                per_file, _contribution(RECONCILIATION, check_table, source, value=F.col("_rows"))
+            )
+        )
+        targets = TARGETS_BY_SOURCE[source]
+        stored = [
+            silver_tables[t].select(schemas.SOURCE_FILE) for t in targets if t in silver_tables
+        ]
+        if quarantine is not None:
+            stored.append(
+                quarantine.where(F.col("source").isin(*targets)).select(schemas.SOURCE_FILE)
+            )
+        for rows in stored:
+            matched = rows.join(F.broadcast(runs), schemas.SOURCE_FILE)
+            parts.append(
+                _rows(matched, _contribution(RECONCILIATION, check_table, source, total=F.lit(1)))
+            )
+        duplicates = (
+            batch_audit.where((F.col("job") == SILVER_JOB) & (audit_source == F.lit(source)))
+            .crossJoin(cut)
+            .where(F.col("bronze_run_seq_max") <= F.col("cut"))
+        )
+        parts.append(
+            _rows(
+                duplicates,
+                _contribution(
+                    RECONCILIATION, check_table, source, total=F.coalesce("duplicates", F.lit(0))
+                ),
+            )
+        )
+    return reduce(DataFrame.unionByName, parts)
+
+
 def campaign_rates(campaign_daily: DataFrame, since: date) -> DataFrame:
     """Per campaign over gold/campaign_daily days >= `since`: clicks of impressions (ctr_band)
     and conversions of clicks (cvr_band). Rows without a campaign_id are left out; apply
@@ -706,6 +810,29 @@ _CROSS_TABLE: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def grade_reconciliation(source: str, measure: Measure | None) -> CheckResult:
+    """bronze rows - (silver + quarantine + duplicates) of the reconciled runs must be 0."""
+    table = BRONZE_BY_SOURCE[source].relative_path
+    if measure is None or measure.newest is None:
+        return CheckResult(
+            RECONCILIATION, table, source, None, 0.0, PASS, "no bronze run fully processed yet"
+        )
+    bronze, accounted = measure.value or 0.0, measure.total or 0.0
+    missing = bronze - accounted
+    gap = (
+        "0 missing"
+        if not missing
+        else (f"{_num(missing)} missing" if missing > 0 else f"{_num(-missing)} extra")
+    )
+    detail = (
+        f"bronze runs <= {_num(measure.newest)}: {_num(bronze)} rows vs silver + quarantine + "
+        f"duplicates {_num(accounted)}: {gap}"
+    )
+    return CheckResult(
+        RECONCILIATION, table, source, missing, 0.0, FAIL if missing else PASS, detail
+    )
+
+
 def grade_measures(
     measures: Iterable[Measure],
     settings: QualitySettings,
@@ -810,6 +937,12 @@ def grade_measures(
         )
 
     if present[BATCH_AUDIT.relative_path]:
+        for source in SOURCES:
+            if present[BRONZE_BY_SOURCE[source].relative_path]:
+                key = (RECONCILIATION, BRONZE_BY_SOURCE[source].relative_path, source)
+                results.append(grade_reconciliation(source, got.get(key)))
+
+    if present[BATCH_AUDIT.relative_path]:
         violations, rows_seen = part_whole(AUDIT_IDENTITY, BATCH_AUDIT.relative_path, ALL)
         results.append(
             CheckResult(
@@ -855,6 +988,11 @@ def _missing_results(present: Mapping[str, bool]) -> list[CheckResult]:
             ]
     if not present[CAMPAIGN_DAILY]:
         missing += [_missing(c, CAMPAIGN_DAILY, ALL, CAMPAIGN_DAILY) for c in (CTR_BAND, CVR_BAND)]
+    for source in SOURCES:
+        table = BRONZE_BY_SOURCE[source].relative_path
+        absent = next((t for t in (table, audit) if not present[t]), None)
+        if absent is not None:
+            missing.append(_missing(RECONCILIATION, table, source, absent))
     for check, (table, needs) in _CROSS_TABLE.items():
         absent = next((t for t in needs if not present[t]), None)
         if absent is not None:
@@ -880,6 +1018,8 @@ def run_checks(spark: SparkSession, cfg: AppConfig, now: datetime) -> list[Check
         BATCH_AUDIT.relative_path,
         CAMPAIGN_DAILY,
         CAMPAIGN_ATTRIBUTION_DAILY,
+        SILVER_QUARANTINE.relative_path,
+        *[BRONZE_BY_SOURCE[source].relative_path for source in SOURCES],
     )
     present = {rel: DeltaTable.isDeltaTable(spark, cfg.table_path(rel)) for rel in inputs}
     df = {rel: storage.read_table(spark, cfg.table_path(rel)) for rel in inputs if present[rel]}
@@ -912,6 +1052,20 @@ def run_checks(spark: SparkSession, cfg: AppConfig, now: datetime) -> list[Check
         parts.append(unattributed_conversions(df[CAMPAIGN_ATTRIBUTION_DAILY]))
     if present[CAMPAIGN_DAILY] and present[imp]:
         parts.append(spend_gold_vs_silver(df[CAMPAIGN_DAILY], df[imp]))
+    bronze = {
+        s: df[BRONZE_BY_SOURCE[s].relative_path]
+        for s in SOURCES
+        if present[BRONZE_BY_SOURCE[s].relative_path]
+    }
+    if present[audit] and bronze:
+        parts.append(
+            bronze_silver_reconciliation(
+                bronze,
+                {rel.split("/", 1)[1]: df[rel] for rel in SILVER_EVENT_TABLES if present[rel]},
+                df.get(SILVER_QUARANTINE.relative_path),
+                df[audit],
+            )
+        )
 
     collected: list[Measure] = []
     if parts:

@@ -304,6 +304,9 @@ BATCH_AUDIT_SCHEMA = StructType(
             "bronze_run_seq_min:long bronze_run_seq_max:long max_event_ts:timestamp "
             "started_at:timestamp ended_at:timestamp"
         ),
+        # Added later (appended, names are a contract): duplicates = their sum for silver
+        # rows; null on rows written before they existed and on other jobs' rows.
+        *_fields("duplicates_in_batch:long duplicates_existing:long"),
     ]
 )
 

@@ -763,23 +763,40 @@ def with_dedup_key(id_col: str, business_cols: Sequence[str]) -> Callable[[DataF
     return transform
 
 
-def drop_duplicates_in_batch(df: DataFrame) -> DataFrame:
-    """Keep one row per `_dedup_key`: earliest `_bronze_ingested_at`, then `_source_file`.
+DUPLICATE_IN_BATCH = "_duplicate_in_batch"
 
-    Remaining ties (the same record twice in one file) are broken by the row's full JSON
-    text, so the survivor never depends on partitioning.
+
+def flag_duplicates_in_batch(
+    among: Column | None = None,
+) -> Callable[[DataFrame], DataFrame]:
+    """Add `_duplicate_in_batch`: false on the one row kept per `_dedup_key`, true on the rest.
+
+    The kept row has the earliest `_bronze_ingested_at`, then `_source_file`; remaining ties
+    (the same record twice in one file) are broken by the row's full JSON text, so the
+    survivor never depends on partitioning. With `among`, rows are ranked only against rows
+    of the same `among` value (e.g. valid against valid), so a rejected copy never wins.
     """
-    for needed in (DEDUP_KEY, BRONZE_INGESTED_AT, schemas.SOURCE_FILE):
-        if needed not in df.columns:
-            raise MissingColumnError(f"drop_duplicates_in_batch: no column {needed}")
-    content = F.to_json(F.struct(*[F.col(c) for c in df.columns if c != DEDUP_KEY]))
-    order = Window.partitionBy(DEDUP_KEY).orderBy(
-        F.col(BRONZE_INGESTED_AT).asc_nulls_last(),
-        F.col(schemas.SOURCE_FILE).asc_nulls_last(),
-        content.asc_nulls_last(),
-    )
+
+    def transform(df: DataFrame) -> DataFrame:
+        for needed in (DEDUP_KEY, BRONZE_INGESTED_AT, schemas.SOURCE_FILE):
+            if needed not in df.columns:
+                raise MissingColumnError(f"flag_duplicates_in_batch: no column {needed}")
+        content = F.to_json(F.struct(*[F.col(c) for c in df.columns if c != DEDUP_KEY]))
+        groups = [F.col(DEDUP_KEY)] if among is None else [among, F.col(DEDUP_KEY)]
+        order = Window.partitionBy(*groups).orderBy(
+            F.col(BRONZE_INGESTED_AT).asc_nulls_last(),
+            F.col(schemas.SOURCE_FILE).asc_nulls_last(),
+            content.asc_nulls_last(),
+        )
+        return df.withColumn(DUPLICATE_IN_BATCH, F.row_number().over(order) > 1)
+
+    return transform
+
+
+def drop_duplicates_in_batch(df: DataFrame) -> DataFrame:
+    """Keep one row per `_dedup_key`, the one `flag_duplicates_in_batch` keeps."""
     return (
-        df.withColumn("_dedup_rank", F.row_number().over(order))
-        .where("_dedup_rank = 1")
-        .drop("_dedup_rank")
+        df.transform(flag_duplicates_in_batch())
+        .where(~F.col(DUPLICATE_IN_BATCH))
+        .drop(DUPLICATE_IN_BATCH)
     )

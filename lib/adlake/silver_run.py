@@ -88,10 +88,46 @@ class AuditRow:
     warned_rows: int
     unknown_countries: int
     rule_counts: dict[str, int]
+    duplicates_in_batch: int = 0
+    duplicates_existing: int = 0
 
     @property
     def duplicates(self) -> int:
-        return self.rows_in - self.rows_written - self.quarantined
+        """Rows not stored because their key (or rejected record) was already stored."""
+        return self.duplicates_in_batch + self.duplicates_existing
+
+    @property
+    def unreconciled(self) -> int:
+        """Rows of the batch neither stored nor counted as duplicates (0 when all is well)."""
+        return reconciliation_mismatch(
+            self.rows_in,
+            self.rows_written,
+            self.quarantined,
+            self.duplicates_in_batch,
+            self.duplicates_existing,
+        )
+
+
+def reconciliation_mismatch(
+    rows_in: int, written: int, quarantined: int, duplicates_in_batch: int, duplicates_existing: int
+) -> int:
+    """rows_in - (written + quarantined + duplicates): positive = rows lost, negative = extra.
+
+    Each term is counted on its own: rows_in and the in-batch duplicates by the batch's
+    aggregation, written and quarantined by the MERGEs, the existing duplicates as the rows
+    the MERGEs read but did not insert; so a row lost between them shows here.
+    """
+    return rows_in - (written + quarantined + duplicates_in_batch + duplicates_existing)
+
+
+def existing_duplicates(merge: storage.MergeCounts, candidates: int) -> int:
+    """Rows a MERGE read and did not insert (their key was stored already).
+
+    A MERGE that inserted nothing commits nothing, so its source count is unknown: every one
+    of the `candidates` (the distinct rows handed to it) is then taken as already stored.
+    """
+    read = candidates if merge.source_rows is None else merge.source_rows
+    return read - merge.inserted
 
 
 def with_raw_record(df: DataFrame) -> DataFrame:
@@ -106,6 +142,9 @@ class BatchStats:
 
     rows_in: int
     rejected_rows: int
+    # Valid rows whose key an earlier row of the batch has; rejected rows of distinct records.
+    valid_duplicates_in_batch: int
+    distinct_rejected: int
     late_rows: int
     warned_rows: int
     unknown_countries: int
@@ -233,10 +272,14 @@ class SilverProcessor:
     ) -> AuditRow:
         spec = SPECS[target]
         id_col, business = ID_AND_BUSINESS[target]
+        valid = F.size(F.col(silver.RULE_COLUMNS[silver.QUARANTINE])) == 0
+        # The in-batch duplicate flag is computed once here, so the aggregation counts it and
+        # the MERGE source is the unflagged rows: one window, as before, not a second pass.
         checked = (
             df.transform(silver.with_dedup_key(id_col, business))
             .withColumn(id_col, F.col(silver.DEDUP_KEY))
             .transform(silver.apply_rules(self.cfg.silver.rules, target))
+            .transform(silver.flag_duplicates_in_batch(among=valid))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         try:
@@ -248,10 +291,7 @@ class SilverProcessor:
                 raise ValidationFailedError(
                     f"{target} batch {batch_id}: rows fail rule(s) with action 'fail': {failed}"
                 )
-            quarantine_rules = F.col(silver.RULE_COLUMNS[silver.QUARANTINE])
-            good = checked.where(F.size(quarantine_rules) == 0).transform(
-                silver.drop_duplicates_in_batch
-            )
+            good = checked.where(valid & ~F.col(silver.DUPLICATE_IN_BATCH))
             # An empty side skips its MERGE: no scan of the target, no empty commit. Rows
             # without an event date (possible only when the timestamp rules are turned off)
             # make the MERGE unbounded, since null is in no partition list.
@@ -263,7 +303,7 @@ class SilverProcessor:
                     partition_values=None if stats.undated_rows else stats.event_dates,
                 )
                 if stats.rows_in > stats.rejected_rows
-                else 0
+                else storage.MergeCounts(0, 0)
             )
             quarantined = (
                 storage.merge_insert_new(
@@ -272,21 +312,44 @@ class SilverProcessor:
                     self.cfg.table_path(SILVER_QUARANTINE.relative_path),
                 )
                 if stats.rejected_rows
-                else 0
+                else storage.MergeCounts(0, 0)
             )
         finally:
             checked.unpersist()
+        valid_rows = stats.rows_in - stats.rejected_rows
         row = AuditRow(
             source=target,
             batch_id=batch_id,
             rows_in=stats.rows_in,
-            rows_written=written,
-            quarantined=quarantined,
+            rows_written=written.inserted,
+            quarantined=quarantined.inserted,
             late_rows=stats.late_rows,
             warned_rows=stats.warned_rows,
             unknown_countries=stats.unknown_countries,
             rule_counts=stats.rule_counts,
+            duplicates_in_batch=stats.valid_duplicates_in_batch
+            + stats.rejected_rows
+            - stats.distinct_rejected,
+            duplicates_existing=existing_duplicates(
+                written, valid_rows - stats.valid_duplicates_in_batch
+            )
+            + existing_duplicates(quarantined, stats.distinct_rejected),
         )
+        if row.unreconciled:
+            # Recorded as counted: the audit row breaks the identity, which the quality
+            # monitor's audit_identity_violations check (and its alert) reports.
+            log.error(
+                "silver %s batch %d: reconciliation broken, %d rows unaccounted for "
+                "(in=%d written=%d quarantined=%d duplicates in batch=%d existing=%d)",
+                target,
+                batch_id,
+                row.unreconciled,
+                row.rows_in,
+                row.rows_written,
+                row.quarantined,
+                row.duplicates_in_batch,
+                row.duplicates_existing,
+            )
         if stats.rows_in:
             self._write_audit(row, stats, started, txn_app)
         metrics.record_batch(
@@ -294,10 +357,10 @@ class SilverProcessor:
             target,
             spec.relative_path,
             read=row.rows_in,
-            written=written,
+            written=row.rows_written,
             # By reason: this batch's rejected rows under their first failed rule; a replay
             # whose quarantine rows were already stored (nothing inserted) counts nothing.
-            quarantined=stats.first_rule_counts if quarantined else {},
+            quarantined=stats.first_rule_counts if row.quarantined else {},
             duplicates=row.duplicates,
             late=row.late_rows,
         )
@@ -305,13 +368,16 @@ class SilverProcessor:
         if stats.max_written_ts is not None and (newest is None or stats.max_written_ts > newest):
             self._newest[target] = stats.max_written_ts
         log.info(
-            "silver %s batch %d: in=%d written=%d quarantined=%d duplicates=%d late=%d warned=%d",
+            "silver %s batch %d: in=%d written=%d quarantined=%d duplicates=%d "
+            "(in batch %d, existing %d) late=%d warned=%d",
             target,
             batch_id,
             row.rows_in,
-            written,
-            quarantined,
+            row.rows_written,
+            row.quarantined,
             row.duplicates,
+            row.duplicates_in_batch,
+            row.duplicates_existing,
             row.late_rows,
             row.warned_rows,
         )
@@ -385,6 +451,10 @@ class SilverProcessor:
         totals = checked.agg(
             F.count(F.lit(1)).alias("rows_in"),
             F.count_if(rejected).alias("rejected"),
+            F.count_if(good & F.col(silver.DUPLICATE_IN_BATCH)).alias("valid_dups"),
+            # The only distinct aggregate: valid rows all map to null, so its shuffle carries
+            # about one row per distinct rejected record, not one per row.
+            F.count_distinct(F.when(rejected, F.col(silver.RECORD))).alias("distinct_rejected"),
             F.count_if(late).alias("late_rows"),
             F.count_if(F.size(F.col(silver.RULE_COLUMNS[silver.WARN])) > 0).alias("warned_rows"),
             F.count_if(country_unknown).alias("unknown_countries"),
@@ -410,6 +480,8 @@ class SilverProcessor:
         return BatchStats(
             rows_in=int(totals["rows_in"]),
             rejected_rows=int(totals["rejected"]),
+            valid_duplicates_in_batch=int(totals["valid_dups"]),
+            distinct_rejected=int(totals["distinct_rejected"]),
             late_rows=int(totals["late_rows"]),
             warned_rows=int(totals["warned_rows"]),
             unknown_countries=int(totals["unknown_countries"]),
@@ -452,6 +524,8 @@ class SilverProcessor:
                     stats.max_written_ts,
                     started,
                     clock.utc_now(),
+                    row.duplicates_in_batch,
+                    row.duplicates_existing,
                 )
             ],
             BATCH_AUDIT.schema,

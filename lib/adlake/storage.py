@@ -11,11 +11,22 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,6 +39,36 @@ log = logging.getLogger(__name__)
 _known_tables: set[str] = set()
 
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
+
+# Delta's commit conflicts (the Python classes share no base class but PySparkException).
+# Each means the transaction committed nothing, so running it again on the new snapshot is
+# safe for a writer whose second run cannot store a row twice (see `retry_on_conflict`).
+COMMIT_CONFLICTS: tuple[type[Exception], ...] = (
+    DeltaConcurrentModificationException,
+    ConcurrentWriteException,
+    MetadataChangedException,
+    ProtocolChangedException,
+    ConcurrentAppendException,
+    ConcurrentDeleteReadException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentTransactionException,
+)
+CONFLICT_ATTEMPTS = 4
+CONFLICT_BACKOFF_SECONDS = 0.5
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    """What an insert-if-absent MERGE did: rows it read from its source, rows it inserted.
+
+    `source_rows` comes from the MERGE commit's operationMetrics (numSourceRows); None when
+    the MERGE committed nothing (Delta skips the commit when no row is new).
+    """
+
+    source_rows: int | None
+    inserted: int
 
 
 @dataclass(frozen=True)
@@ -94,6 +135,42 @@ def commit_info(spark: SparkSession, location: str, version: int) -> dict[str, A
     return {}
 
 
+def retry_on_conflict(
+    fn: Callable[[], T],
+    what: str,
+    attempts: int | None = None,
+    backoff_seconds: float | None = None,
+) -> T:
+    """Run `fn`, again (up to `attempts` runs in all) when Delta rejects its commit as conflicting.
+
+    A conflicting transaction commits nothing, so a rerun is safe for writers whose rerun
+    cannot store a row twice: insert-if-absent MERGEs and txnAppId/txnVersion appends (also
+    after an attempt that did commit and failed later: the MERGE then finds its keys, Delta
+    skips the append). Concurrent OPTIMIZE is the usual cause. Waits `backoff_seconds`,
+    doubled each time, between attempts; the last conflict is raised. Defaults:
+    CONFLICT_ATTEMPTS and CONFLICT_BACKOFF_SECONDS.
+    """
+    attempts = CONFLICT_ATTEMPTS if attempts is None else attempts
+    backoff_seconds = CONFLICT_BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except COMMIT_CONFLICTS as exc:
+            if attempt == attempts:
+                raise
+            wait = backoff_seconds * 2 ** (attempt - 1)
+            log.warning(
+                "%s: commit conflict (%s), retry %d of %d in %.1fs",
+                what,
+                type(exc).__name__,
+                attempt,
+                attempts - 1,
+                wait,
+            )
+            time.sleep(wait)
+    raise AssertionError("unreachable: attempts >= 1")
+
+
 def ensure_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
     """Create the table with its declared schema and partitioning if it does not exist yet.
 
@@ -125,16 +202,18 @@ def append_idempotent(
 
     This is what makes a re-run after a crash write each batch exactly once: the same batch
     always carries the same version, and Delta records the last version per app id in the
-    table's own log, atomically with the data.
+    table's own log, atomically with the data. Retried on commit conflicts. Columns the spec
+    declares and the table lacks yet are added (mergeSchema): specs only ever add columns.
     """
     ordered = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
-    (
+    writer = (
         ordered.write.format("delta")
         .mode("append")
         .option("txnAppId", app_id)
         .option("txnVersion", version)
-        .save(location)
+        .option("mergeSchema", "true")
     )
+    retry_on_conflict(lambda: writer.save(location), f"append {spec.name}")
     log.info("append %s app_id=%s version=%d", spec.name, app_id, version)
 
 
@@ -167,8 +246,8 @@ def merge_insert_new(
     spec: TableSpec,
     location: str,
     partition_values: Iterable[date] | None = None,
-) -> int:
-    """Insert the rows whose keys the table does not hold yet; returns how many were inserted.
+) -> MergeCounts:
+    """Insert the rows whose keys the table does not hold yet; returns what the MERGE counted.
 
     Insert-if-absent MERGE on the spec's keys is what makes re-runs and stream replays
     idempotent: the same row arriving twice, in one batch or in two, is stored once.
@@ -179,6 +258,10 @@ def merge_insert_new(
     Delta's documented way to prune the target, so a batch's cost follows the batch, not the
     table's history. Keys are then unique per partition value, which holds for silver: a
     key is an event, and an event has one event date.
+
+    Retried on commit conflicts (a concurrent OPTIMIZE): insert-if-absent makes a rerun safe.
+    The counts are read back from the MERGE's own commit: the caller is the table's only
+    writer of MERGEs, so it is the newest MERGE commit after the version seen before.
     """
     if not spec.keys:
         raise ValueError(f"{spec.name} declares no keys to merge on")
@@ -190,21 +273,40 @@ def merge_insert_new(
         column = spec.partition_by[0]
         values = sorted(set(partition_values))
         if not values:
-            return 0
+            return MergeCounts(0, 0)
         literals = ", ".join(_sql_literal(v) for v in values)
         conditions = [f"t.`{column}` IN ({literals})", f"t.`{column}` = s.`{column}`", *conditions]
     condition = " AND ".join(conditions)
-    metrics = (
-        DeltaTable.forPath(df.sparkSession, location)
-        .alias("t")
-        .merge(source.alias("s"), condition)
-        .whenNotMatchedInsertAll()
-        .execute()
-        .first()
-    )
-    inserted = int(metrics["num_inserted_rows"]) if metrics is not None else 0
-    log.info("merge %s inserted=%d", spec.name, inserted)
-    return inserted
+    spark = df.sparkSession
+    before = latest_version(spark, location)
+
+    def merge() -> int:
+        metrics = (
+            DeltaTable.forPath(spark, location)
+            .alias("t")
+            .merge(source.alias("s"), condition)
+            .whenNotMatchedInsertAll()
+            .execute()
+            .first()
+        )
+        return int(metrics["num_inserted_rows"]) if metrics is not None else 0
+
+    inserted = retry_on_conflict(merge, f"merge {spec.name}")
+    source_rows = _merge_source_rows(spark, location, before)
+    log.info("merge %s source=%s inserted=%d", spec.name, source_rows, inserted)
+    return MergeCounts(source_rows, inserted)
+
+
+def _merge_source_rows(spark: SparkSession, location: str, after: int | None) -> int | None:
+    """numSourceRows of the newest MERGE commit after version `after` (None: there is none)."""
+    for version in reversed(commit_versions(spark, location)):
+        if after is not None and version <= after:
+            break
+        info = commit_info(spark, location, version)
+        if info.get("operation") == "MERGE":
+            rows = (info.get("operationMetrics") or {}).get("numSourceRows")
+            return None if rows is None else int(rows)
+    return None
 
 
 def replace_table(
