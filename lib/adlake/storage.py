@@ -119,23 +119,51 @@ def read_table(spark: SparkSession, location: str) -> DataFrame:
 
 
 def append_idempotent(
-    df: DataFrame, spec: TableSpec, location: str, app_id: str, version: int
+    df: DataFrame,
+    spec: TableSpec,
+    location: str,
+    app_id: str,
+    version: int,
+    *,
+    user_metadata: str | None = None,
+    merge_schema: bool = False,
 ) -> None:
     """Append in one Delta transaction that Delta skips if (app_id, version) was already committed.
 
     This is what makes a re-run after a crash write each batch exactly once: the same batch
     always carries the same version, and Delta records the last version per app id in the
-    table's own log, atomically with the data.
+    table's own log, atomically with the data. A caller that must know whether its own rows
+    went in passes a unique `user_metadata` and asks `committed_since`. `merge_schema` lets
+    the append add the spec's newer nullable columns to a table created before them.
     """
     ordered = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
-    (
+    writer = (
         ordered.write.format("delta")
         .mode("append")
         .option("txnAppId", app_id)
         .option("txnVersion", version)
-        .save(location)
     )
+    if user_metadata is not None:
+        writer = writer.option("userMetadata", user_metadata)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    writer.save(location)
     log.info("append %s app_id=%s version=%d", spec.name, app_id, version)
+
+
+def committed_since(
+    spark: SparkSession, location: str, after_version: int | None, user_metadata: str
+) -> bool:
+    """True when a commit after `after_version` carries `user_metadata` (commit files only).
+
+    An idempotent append that Delta skipped, because its (app id, version) was already
+    committed by an earlier attempt or by another writer, leaves no such commit.
+    """
+    return any(
+        commit_info(spark, location, version).get("userMetadata") == user_metadata
+        for version in commit_versions(spark, location)
+        if after_version is None or version > after_version
+    )
 
 
 def list_landing_files(spark: SparkSession, directory: str, path_glob: str) -> list[LandingFile]:
