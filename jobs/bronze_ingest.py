@@ -11,6 +11,7 @@ import sys
 from adlake.bronze_ingest import run_batch, run_streams
 from adlake.cli import exit_with, parse_source_mode_args, run_job, source_mode_parser
 from adlake.config import SOURCES, AppConfig
+from adlake.lease import holding
 from adlake.session import build_spark
 
 
@@ -24,10 +25,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(cfg: AppConfig) -> None:
         spark = build_spark(cfg)
-        if args.mode == "batch":
-            run_batch(spark, cfg, sources)  # each run logs its own counts
-        else:
-            run_streams(spark, cfg, sources, args.trigger or cfg.stream.trigger)
+        with holding(spark, cfg, "bronze", sources):  # one bronze writer per source
+            if args.mode == "batch":
+                run_batch(spark, cfg, sources)  # each run logs its own counts
+            else:
+                run_streams(spark, cfg, sources, args.trigger or cfg.stream.trigger)
 
     return run_job("bronze_ingest", args, body)
 

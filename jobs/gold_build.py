@@ -11,6 +11,7 @@ import sys
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import AppConfig
 from adlake.gold_run import build_gold
+from adlake.lease import holding
 from adlake.session import build_spark
 
 
@@ -24,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
 
     def body(cfg: AppConfig) -> None:
-        build_gold(build_spark(cfg), cfg, args.table)
+        spark = build_spark(cfg)
+        with holding(spark, cfg, "gold"):  # one gold writer: replaces must not interleave
+            build_gold(spark, cfg, args.table)
 
     return run_job("gold_build", args, body)
 

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from adlake import bronze_ingest, gold_run, metrics, quality, silver_run
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
+from adlake.lease import holding
 from adlake.session import build_spark
 from adlake.summary import format_counts, format_quarantine, quarantine_counts, table_counts
 
@@ -38,12 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     def body(cfg: AppConfig) -> None:
         spark = build_spark(cfg)
         # Each bronze run and silver batch logs its own counts (and exports them as metrics).
+        # Each stage holds the leases its own job takes, so it never overlaps that job.
         if "bronze" in stages:
-            bronze_ingest.run_batch(spark, cfg, SOURCES)
+            with holding(spark, cfg, "bronze", SOURCES):
+                bronze_ingest.run_batch(spark, cfg, SOURCES)
         if "silver" in stages:
-            silver_run.run_batch(spark, cfg, SOURCES)
+            with holding(spark, cfg, "silver", SOURCES):
+                silver_run.run_batch(spark, cfg, SOURCES)
         if "gold" in stages:
-            gold_run.build_gold(spark, cfg)
+            with holding(spark, cfg, "gold"):
+                gold_run.build_gold(spark, cfg)
             print("\nTop campaigns by ROAS (attributed conversions: last touch / linear)")
             print(gold_run.format_top_campaigns(gold_run.top_campaigns_by_roas(spark, cfg)))
         if "quality" in stages:

@@ -10,6 +10,7 @@ import sys
 
 from adlake.cli import exit_with, parse_source_mode_args, run_job, source_mode_parser
 from adlake.config import SOURCES, AppConfig
+from adlake.lease import holding
 from adlake.session import build_spark
 from adlake.silver_run import run_batch, run_streams
 
@@ -24,10 +25,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(cfg: AppConfig) -> None:
         spark = build_spark(cfg)
-        if args.mode == "batch":
-            run_batch(spark, cfg, sources)
-        else:
-            run_streams(spark, cfg, sources, args.trigger or cfg.stream.trigger)
+        # One writer per source: Spark does not stop two processes sharing a checkpoint.
+        with holding(spark, cfg, "silver", sources):
+            if args.mode == "batch":
+                run_batch(spark, cfg, sources)
+            else:
+                run_streams(spark, cfg, sources, args.trigger or cfg.stream.trigger)
 
     return run_job("silver_transform", args, body)
 

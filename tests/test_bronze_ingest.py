@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -295,8 +296,10 @@ def test_crash_mid_run_is_repaired_exactly_once(
         "commit_log": "ops.ingest_file_log",
     }[crash_at]
 
-    def crashing_append(df: DataFrame, spec: Any, location: str, app_id: str, version: int) -> None:
-        real_append(df, spec, location, app_id, version)
+    def crashing_append(
+        df: DataFrame, spec: Any, location: str, app_id: str, version: int, **kw: Any
+    ) -> None:
+        real_append(df, spec, location, app_id, version, **kw)
         # Crash right after the target commit (for the log: after the commit row, i.e. odd version).
         if spec.name == target and (spec.name != "ops.ingest_file_log" or version % 2 == 1):
             raise RuntimeError("simulated crash")
@@ -395,3 +398,154 @@ def test_byte_order_marks_are_stripped_and_an_empty_avro_file_is_corrupt(
         r["file_path"].rsplit("/", 1)[1]: (r["bronze_rows"], r["quarantined_rows"])
         for r in log.collect()
     } == {"excel.csv": (2, 0), "notepad.jsonl": (2, 0), "good.avro": (2, 0), "empty.avro": (0, 1)}
+
+
+def _committed(spark: SparkSession, cfg: AppConfig) -> list[tuple[int, str, int]]:
+    log = table(spark, cfg, INGEST_FILE_LOG.relative_path).where(F.col("status") == COMMITTED)
+    return sorted(
+        (r["run_seq"], r["file_path"].rsplit("/", 1)[1], r["bronze_rows"]) for r in log.collect()
+    )
+
+
+def test_two_writers_planning_the_same_run_never_log_foreign_files_as_committed(
+    spark: SparkSession, cfg: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writer A plans run 1 over x and y; before its bronze append, writer B, which read the
+    file log before A planned, runs over x alone with the same run number. B must stop before
+    writing, and every file logged as committed must have its rows in bronze."""
+    from adlake import storage
+    from adlake.bronze_ingest import ConcurrentRunError
+
+    x = storage.LandingFile(land(cfg, "impressions", "x.jsonl", SEED_IMPRESSIONS), 1, 1)
+    y = storage.LandingFile(land(cfg, "impressions", "y.jsonl", SEED_IMPRESSIONS), 1, 1)
+    writer_a, writer_b = (BronzeIngestor(spark, cfg, "impressions") for _ in range(2))
+    writer_a.ensure_tables()
+    real_append = storage.append_idempotent
+    raced: list[str] = []
+
+    def racing_append(df: DataFrame, spec: Any, location: str, *args: Any, **kw: Any) -> None:
+        if spec.name == "bronze.impressions" and not raced:
+            raced.append("B")
+            with pytest.raises(ConcurrentRunError, match="impressions run 1: another run"):
+                writer_b._ingest_new([], [x], "batch")
+        real_append(df, spec, location, *args, **kw)
+
+    monkeypatch.setattr(storage, "append_idempotent", racing_append)
+    [result] = writer_a._ingest_new([], [x, y], "batch")
+    assert raced == ["B"]
+    assert (result.run_seq, result.files, result.bronze_rows) == (1, 2, 4)
+    assert _committed(spark, cfg) == [(1, "x.jsonl", 2), (1, "y.jsonl", 2)]
+    bronze_files = table(spark, cfg, "bronze/impressions").groupBy(schemas.SOURCE_FILE).count()
+    assert sorted((r[0].rsplit("/", 1)[1], r[1]) for r in bronze_files.collect()) == [
+        ("x.jsonl", 2),
+        ("y.jsonl", 2),
+    ]
+
+
+def _changed_total(source: str) -> float:
+    from adlake import metrics
+
+    value = metrics.REGISTRY.get_sample_value(
+        "adlake_bronze_changed_files_total", {"source": source}
+    )
+    return value or 0.0
+
+
+def _reland(cfg: AppConfig, name: str, content: str, mtime: int) -> None:
+    import os
+
+    land(cfg, "impressions", name, content)
+    os.utime(Path(cfg.landing_path("impressions")) / name, (mtime, mtime))
+
+
+@pytest.mark.parametrize("reingest", [False, True])
+def test_relanded_file_is_reported_once_and_reingested_only_when_configured(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture, reingest: bool
+) -> None:
+    cfg = config_for(tmp_path, **{"sources.impressions.reingest_changed": reingest})
+    _reland(cfg, "a.jsonl", SEED_IMPRESSIONS, 1_700_000_000)
+    run_batch(spark, cfg, ["impressions"])
+    before = _changed_total("impressions")
+
+    third = '{"creative_id": 3, "user_id": 103, "timestamp": "2023-11-01 10:09:00", "website": "e.net"}\n'
+    _reland(cfg, "a.jsonl", SEED_IMPRESSIONS + third, 1_700_000_600)
+    with caplog.at_level(logging.WARNING, logger="adlake.bronze_ingest"):
+        results = run_batch(spark, cfg, ["impressions"])
+    size = len((SEED_IMPRESSIONS + third).encode())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        f"impressions: file:{cfg.landing_path('impressions')}/a.jsonl was re-landed with "
+        f"different content (size {len(SEED_IMPRESSIONS)} -> {size} bytes, "
+        "modified 1700000000000 -> 1700000600000 ms); "
+    )
+    assert _changed_total("impressions") == before + 1
+    file_log = table(spark, cfg, INGEST_FILE_LOG.relative_path)
+    assert sorted(
+        (r["run_seq"], r["status"], r["file_size"], r["file_modified_ms"])
+        for r in file_log.collect()
+    ) == sorted(
+        [
+            (1, "planned", len(SEED_IMPRESSIONS), 1_700_000_000_000),
+            (1, "committed", len(SEED_IMPRESSIONS), 1_700_000_000_000),
+            (2, "changed", size, 1_700_000_600_000),
+        ]
+        + (
+            [(2, "planned", size, 1_700_000_600_000), (2, "committed", size, 1_700_000_600_000)]
+            if reingest
+            else []
+        )
+    )
+    bronze_rows = table(spark, cfg, "bronze/impressions")
+    if reingest:
+        assert [(r.run_seq, r.files, r.bronze_rows, r.changed_files) for r in results] == [
+            (2, 1, 3, 1)
+        ]
+        # The new version is a new run; the old rows stay (silver deduplicates on keys).
+        assert sorted((r[schemas.RUN_SEQ], r["user_id"]) for r in bronze_rows.collect()) == [
+            (1, "101"),
+            (1, "102"),
+            (2, "101"),
+            (2, "102"),
+            (2, "103"),
+        ]
+    else:
+        assert results == []
+        assert "not re-ingested (sources.impressions.reingest_changed is false)" in warnings[0]
+        assert bronze_rows.count() == 2
+
+    # Reported once: the next run compares against the changed row and finds nothing.
+    assert run_batch(spark, cfg, ["impressions"]) == []
+    assert _changed_total("impressions") == before + 1
+    assert table(spark, cfg, INGEST_FILE_LOG.relative_path).count() == file_log.count()
+
+
+def test_file_log_written_before_the_stats_columns_keeps_working(
+    spark: SparkSession, cfg: AppConfig
+) -> None:
+    """An existing log without file_size / file_modified_ms: read, compared where possible,
+    and given the columns by the next write."""
+    from datetime import datetime, timezone
+
+    from pyspark.sql.types import StructType
+
+    old_schema = StructType(INGEST_FILE_LOG.schema.fields[:8])
+    path = land(cfg, "impressions", "old.jsonl", SEED_IMPRESSIONS + "{bad\n")
+    logged_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    spark.createDataFrame(
+        [
+            ("impressions", 1, path, status, "batch", 2, 1, logged_at)
+            for status in ("planned", COMMITTED)
+        ],
+        old_schema,
+    ).write.format("delta").save(cfg.table_path(INGEST_FILE_LOG.relative_path))
+
+    land(cfg, "impressions", "new.jsonl", SEED_IMPRESSIONS)
+    results = run_batch(spark, cfg, ["impressions"])
+    # old.jsonl has no stats to compare with: neither re-ingested nor reported.
+    assert [(r.run_seq, r.files, r.bronze_rows, r.changed_files) for r in results] == [(2, 1, 2, 0)]
+    rows = table(spark, cfg, INGEST_FILE_LOG.relative_path).where(F.col("run_seq") == 2).collect()
+    assert {(r["file_path"].rsplit("/", 1)[1], r["file_size"]) for r in rows} == {
+        ("new.jsonl", len(SEED_IMPRESSIONS))
+    }
+    assert run_batch(spark, cfg, ["impressions"]) == []

@@ -149,6 +149,8 @@ def _file(source: str, status: str, bronze: int | None, bad: int | None, at: dat
         bronze,
         bad,
         at,
+        None,
+        None,
     )
 
 

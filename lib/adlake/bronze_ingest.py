@@ -7,6 +7,15 @@ with their row counts. A crash anywhere is repaired by the next run, batch or st
 redoes the pending plan (Delta skips the appends that had already committed) before taking
 new files. The streaming checkpoint only decides when files are looked at; the log decides
 whether they are ingested, so mixing batch and stream runs never ingests a file twice.
+
+Two writers on one source: the jobs hold a lease per source (`adlake.lease`), and in case
+two runs still meet (no lease, or an object store without atomic create), a run whose plan
+row was not its own commit (another run planned the same run number first) stops before
+writing anything, so no file is ever logged as committed with another run's rows.
+
+A file re-landed under a logged name with a new size or modification time is reported: a
+warning, `adlake_bronze_changed_files_total` and a `changed` row in the file log; with
+`sources.<name>.reingest_changed` it is also ingested again as part of a new run.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +50,7 @@ log = logging.getLogger(__name__)
 
 PLANNED = "planned"
 COMMITTED = "committed"
+CHANGED = "changed"  # an ops row: the file was re-landed with a new size or modification time
 JOB_NAME = "bronze_ingest"
 # A run's records are counted per file in the pass that writes them (one aggregate per file
 # and outcome), so a backlog of more files is ingested as several runs.
@@ -68,6 +79,7 @@ class RunResult:
     corrupt_files: int
     seconds: float
     quarantined_by_reason: tuple[tuple[str, int], ...] = ()
+    changed_files: int = 0  # re-landed files found by this run (ingested when reingest_changed)
 
     @property
     def records(self) -> int:
@@ -76,6 +88,14 @@ class RunResult:
 
 class CorruptFileNotIdentifiedError(RuntimeError):
     """A read failed and no input file could be blamed, so the run stops instead of guessing."""
+
+
+class ConcurrentRunError(RuntimeError):
+    """Another run of the same source planned the same run number first; nothing was written."""
+
+
+# (size, modification ms) of a file as listed; None in log rows written before they were kept.
+FileStats = tuple[int | None, int | None]
 
 
 def _bare(path: str) -> str:
@@ -115,6 +135,7 @@ class BronzeIngestor:
         self.app_id = f"adlake-bronze-{source}"
         self._lock = threading.Lock()
         metrics.prepare(JOB_NAME, source, self.spec.relative_path, bronze.REJECT_REASONS)
+        metrics.record_changed_files(source, 0)
 
     # -- tables ---------------------------------------------------------------------------
     def ensure_tables(self) -> None:
@@ -134,7 +155,7 @@ class BronzeIngestor:
         self.ensure_tables()
         self.ensure_landing_dir()
         listed = storage.list_landing_files(self.spark, self.landing_dir, self.options.path_glob)
-        return self.ingest_files([f.path for f in listed], mode="batch")
+        return self.ingest_files(listed, mode="batch")
 
     def start_stream(self, trigger: str) -> StreamingQuery:
         """Start a stream that discovers new files and ingests each micro-batch of them."""
@@ -147,12 +168,16 @@ class BronzeIngestor:
             .option("maxFilesPerTrigger", self.options.max_files_per_trigger)
             .option("maxFileAge", self.cfg.stream.max_file_age)
             .load(self.landing_dir)
-            .select("path")
+            .select("path", "length", F.unix_millis("modificationTime").alias("modified_ms"))
         )
 
         def per_batch(batch: DataFrame, batch_id: int) -> None:
             log.info("stream %s micro-batch %d", self.source, batch_id)
-            self.ingest_files([r["path"] for r in batch.collect()], mode="stream")
+            listed = [
+                storage.LandingFile(r["path"], r["length"], r["modified_ms"])
+                for r in batch.collect()
+            ]
+            self.ingest_files(listed, mode="stream")
 
         writer = (
             discovered.writeStream.foreachBatch(per_batch)
@@ -163,18 +188,30 @@ class BronzeIngestor:
         return query
 
     # -- the write-ahead protocol ---------------------------------------------------------
-    def ingest_files(self, candidates: Iterable[str], mode: str) -> list[RunResult]:
-        """Redo any pending run, then ingest the candidate files (paths) not yet logged.
+    def ingest_files(self, candidates: Iterable[storage.LandingFile], mode: str) -> list[RunResult]:
+        """Redo any pending run, then ingest the candidate files not yet logged (or changed).
 
-        The source's file log is read once, in one small job: which files it holds, which
-        runs are planned without a commit row, the last run number and when data last came.
+        The source's file log is read once, in one small job: which files it holds (with
+        their size and modification time), which runs are planned without a commit row, the
+        last run number and when data last came.
         """
         with self._lock:
+            file_log = storage.read_table(self.spark, self.log_path)
+            # Logs created before the stats columns lack them until their first new write.
+            stats = [
+                F.col(c) if c in file_log.columns else F.lit(None).cast("long").alias(c)
+                for c in ("file_size", "file_modified_ms")
+            ]
             log_rows = (
-                storage.read_table(self.spark, self.log_path)
-                .where(F.col("source") == self.source)
+                file_log.where(F.col("source") == self.source)
                 .select(
-                    "run_seq", "file_path", "status", "logged_at", "bronze_rows", "quarantined_rows"
+                    "run_seq",
+                    "file_path",
+                    "status",
+                    "logged_at",
+                    "bronze_rows",
+                    "quarantined_rows",
+                    *stats,
                 )
                 .collect()
             )
@@ -193,9 +230,10 @@ class BronzeIngestor:
             metrics.record_source_data(self.source, max(times))
 
     def _ingest_new(
-        self, log_rows: list[Row], candidates: Iterable[str], mode: str
+        self, log_rows: list[Row], candidates: Iterable[storage.LandingFile], mode: str
     ) -> list[RunResult]:
-        """Redo pending runs, then plan and execute a run over the candidates not yet logged."""
+        """Redo pending runs, report re-landed files, then plan and execute a run over the
+        candidates not yet logged (and the re-landed ones when `reingest_changed`)."""
         committed_runs = {r["run_seq"] for r in log_rows if r["status"] == COMMITTED}
         pending_runs: dict[int, list[Row]] = {}
         for row in log_rows:
@@ -211,32 +249,104 @@ class BronzeIngestor:
                     sorted(r["file_path"] for r in rows),
                     clock.aware(rows[0]["logged_at"]),
                     mode,
+                    {r["file_path"]: (r["file_size"], r["file_modified_ms"]) for r in rows},
                 )
             )
 
-        logged = {r["file_path"] for r in log_rows}
-        new_files = sorted(set(candidates) - logged)
-        if not new_files:
+        listed: dict[str, FileStats] = {f.path: (f.length, f.modification_ms) for f in candidates}
+        last_seen: dict[str, FileStats] = {}
+        for row in sorted(log_rows, key=lambda r: r["run_seq"]):  # the latest run's stats win
+            last_seen[row["file_path"]] = (row["file_size"], row["file_modified_ms"])
+        new_files = sorted(set(listed) - set(last_seen))
+        # Rows logged before sizes were kept have none: those files cannot be compared.
+        changed = sorted(
+            path
+            for path, seen in last_seen.items()
+            if path in listed and seen[0] is not None and seen != listed[path]
+        )
+        if not new_files and not changed:
             log.info("%s: no new files", self.source)
             return results
         last_run = max((r["run_seq"] for r in log_rows), default=0)
-        for start in range(0, len(new_files), MAX_FILES_PER_RUN):
-            run_files = new_files[start : start + MAX_FILES_PER_RUN]
-            run_seq = last_run + 1 + start // MAX_FILES_PER_RUN
+        reingest = changed if self.options.reingest_changed else []
+        files = sorted(new_files + reingest)
+        self._report_changed(last_run + 1, changed, last_seen, listed)
+        runs = [files[i : i + MAX_FILES_PER_RUN] for i in range(0, len(files), MAX_FILES_PER_RUN)]
+        for i, run_files in enumerate(runs or [[]]):
+            run_seq = last_run + 1 + i
             ingested_at = clock.utc_now(whole_seconds=True)
-            self._write_log(run_seq, run_files, PLANNED, mode, ingested_at, {})
-            results.append(self._execute(run_seq, run_files, ingested_at, mode))
+            reported = changed if i == 0 else []  # `changed` rows ride on the first run's plan
+            plan = [(path, PLANNED) for path in run_files] + [(path, CHANGED) for path in reported]
+            self._plan(run_seq, plan, mode, ingested_at, listed)
+            if run_files:
+                results.append(
+                    self._execute(
+                        run_seq, run_files, ingested_at, mode, listed, changed_files=len(reported)
+                    )
+                )
         return results
+
+    def _report_changed(
+        self,
+        run_seq: int,
+        changed: list[str],
+        last_seen: dict[str, FileStats],
+        listed: dict[str, FileStats],
+    ) -> None:
+        metrics.record_changed_files(self.source, len(changed))
+        action = (
+            f"re-ingesting it in run {run_seq}"
+            if self.options.reingest_changed
+            else f"not re-ingested (sources.{self.source}.reingest_changed is false)"
+        )
+        for path in changed:
+            (old_size, old_ms), (new_size, new_ms) = last_seen[path], listed[path]
+            log.warning(
+                "%s: %s was re-landed with different content (size %s -> %s bytes, "
+                "modified %s -> %s ms); %s",
+                self.source,
+                path,
+                old_size,
+                new_size,
+                old_ms,
+                new_ms,
+                action,
+            )
+
+    def _plan(
+        self,
+        run_seq: int,
+        entries: list[tuple[str, str]],
+        mode: str,
+        logged_at: datetime,
+        stats: dict[str, FileStats],
+    ) -> None:
+        """Append the plan rows (and `changed` rows) of a run and prove the commit is ours.
+
+        Two runs that read the log before either planned compute the same run number; Delta
+        keeps the first plan and skips the other's, so a run whose plan is not in the log
+        stops here, before any bronze write it could not later account for.
+        """
+        token = f"{self.app_id}:{run_seq}:{uuid.uuid4().hex}"
+        before = storage.latest_version(self.spark, self.log_path)
+        self._write_log(run_seq, entries, mode, logged_at, {}, stats, token)
+        if not storage.committed_since(self.spark, self.log_path, before, token):
+            raise ConcurrentRunError(
+                f"{self.source} run {run_seq}: another run of this source planned run "
+                f"{run_seq} first; stopped before writing (run one bronze writer per source)"
+            )
 
     def _write_log(
         self,
         run_seq: int,
-        files: list[str],
-        status: str,
+        entries: list[tuple[str, str]],
         mode: str,
         logged_at: datetime,
         counts: dict[str, tuple[int, int]],
+        stats: dict[str, FileStats],
+        token: str | None = None,
     ) -> None:
+        """Append (path, status) rows of one run: its plan (+ changed rows) or its commit."""
         rows = [
             (
                 self.source,
@@ -247,18 +357,30 @@ class BronzeIngestor:
                 counts[path][0] if path in counts else None,
                 counts[path][1] if path in counts else None,
                 logged_at,
+                *stats.get(path, (None, None)),
             )
-            for path in files
+            for path, status in entries
         ]
         df = self.spark.createDataFrame(rows, INGEST_FILE_LOG.schema)
         # plan -> version 2k, commit -> 2k+1: both idempotent, strictly increasing per source.
-        version = 2 * run_seq + (1 if status == COMMITTED else 0)
+        version = 2 * run_seq + (1 if entries[0][1] == COMMITTED else 0)
         storage.append_idempotent(
-            df, INGEST_FILE_LOG, self.log_path, f"adlake-ingest-log-{self.source}", version
+            df,
+            INGEST_FILE_LOG,
+            self.log_path,
+            f"adlake-ingest-log-{self.source}",
+            version,
+            user_metadata=token,
         )
 
     def _execute(
-        self, run_seq: int, files: list[str], ingested_at: datetime, mode: str
+        self,
+        run_seq: int,
+        files: list[str],
+        ingested_at: datetime,
+        mode: str,
+        stats: dict[str, FileStats],
+        changed_files: int = 0,
     ) -> RunResult:
         """Append a planned run's good records to bronze and its rejects to quarantine.
 
@@ -299,7 +421,8 @@ class BronzeIngestor:
             storage.append_idempotent(
                 rejects, BRONZE_QUARANTINE, self.quarantine_path, self.app_id, run_seq
             )
-        self._write_log(run_seq, files, COMMITTED, mode, ingested_at, counts)
+        committed = [(path, COMMITTED) for path in files]
+        self._write_log(run_seq, committed, mode, ingested_at, counts, stats)
         result = RunResult(
             self.source,
             run_seq,
@@ -310,6 +433,7 @@ class BronzeIngestor:
             len(corrupt),
             time.monotonic() - started,
             tuple(sorted(reasons.items())),
+            changed_files,
         )
         metrics.record_batch(
             JOB_NAME,

@@ -9,6 +9,11 @@ import time
 from collections.abc import Callable
 
 from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, load_config, parse_trigger
+from adlake.lease import LeaseHeldError
+
+# Exit code of a run that did not start because another run holds its lease: a scheduler
+# can tell "skipped, try later" from a failure (1) and a bad configuration (2).
+EXIT_LEASE_HELD = 3
 
 log = logging.getLogger("adlake")
 
@@ -45,9 +50,13 @@ def run_job(name: str, args: argparse.Namespace, body: Callable[[AppConfig], Non
     sources = str(getattr(args, "source", None) or "all")
     started = time.monotonic()
     ok = False
+    code = 1
     try:
         body(cfg)
         ok = True
+    except LeaseHeldError as exc:  # expected when runs overlap: one line, no traceback
+        log.error("%s (sources=%s) not started: %s", name, sources, exc)
+        code = EXIT_LEASE_HELD
     except Exception:
         log.exception("%s failed (sources=%s)", name, sources)
     finally:
@@ -56,7 +65,7 @@ def run_job(name: str, args: argparse.Namespace, body: Callable[[AppConfig], Non
         where = metrics.publish(cfg.metrics, name, sources)
         if where:
             log.info("%s: metrics published to %s", name, where)
-    return 0 if ok else 1
+    return 0 if ok else code
 
 
 def exit_with(code: int) -> None:

@@ -62,6 +62,9 @@ class SourceOptions:
     name: str
     path_glob: str
     max_files_per_trigger: int
+    # Re-ingest a file re-landed under an already ingested name with a new size or
+    # modification time as a new version (a new run; the old rows stay). Off: report only.
+    reingest_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class AppConfig:
     metrics: MetricsSettings
     quality: Any  # adlake.quality.QualitySettings
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    # `leases.ttl`: how long a writer's lease lives without renewal (adlake.lease).
+    lease_ttl_seconds: int = 300
 
     def table_path(self, relative: str) -> str:
         """Absolute location of a lakehouse table such as `bronze/impressions`."""
@@ -308,6 +313,7 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
             name=name,
             path_glob=one.get("path_glob", str),
             max_files_per_trigger=positive_int(one, "max_files_per_trigger", 100),
+            reingest_changed=one.get("reingest_changed", bool, False),
         )
         one.done()
     src.done()
@@ -333,6 +339,13 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
     attribution = _attribution_params(root.section("gold", required=False))
     maintenance = _maintenance(root.section("maintenance", required=False))
     metrics = _metrics(root.section("metrics", required=False), paths, base_dir)
+    leases = root.section("leases", required=False)
+    lease_ttl = parse_duration(leases.get("ttl", str, "5 minutes"), leases.key("ttl"))
+    if lease_ttl < MIN_LEASE_TTL_SECONDS:
+        raise ConfigError(
+            leases.key("ttl"), f"must be at least {MIN_LEASE_TTL_SECONDS}s, got {lease_ttl}s"
+        )
+    leases.done()
 
     from adlake.quality import parse_quality  # local: quality imports ConfigError from here
 
@@ -352,6 +365,7 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
         metrics=metrics,
         quality=quality,
         raw=data,
+        lease_ttl_seconds=lease_ttl,
     )
 
 
@@ -360,6 +374,8 @@ _ATTRIBUTION_WEIGHTS = ("first_touch_weight", "last_touch_weight")
 # Delta's own default; VACUUM below it can delete files that a running reader or a
 # concurrent writer still needs, so no config or flag may go lower.
 MIN_VACUUM_RETENTION_SECONDS = 7 * 86_400
+# Renewal runs every ttl/3: below this a slow file system could let a live lease expire.
+MIN_LEASE_TTL_SECONDS = 30
 
 
 def _attribution_fields(section: ConfigSection, defaults: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,13 @@ SOURCE_LAST_DATA = Gauge(
     registry=REGISTRY,
 )
 
+CHANGED_FILES = Counter(
+    "adlake_bronze_changed_files",
+    "Landing files re-landed under an ingested name with a new size or modification time.",
+    ("source",),
+    registry=REGISTRY,
+)
+
 _QUERY = ("query",)
 STREAM_INPUT_RATE = Gauge(
     "adlake_stream_input_rows_per_second",
@@ -194,6 +201,11 @@ def record_source_data(source: str, at: datetime | float) -> None:
     if ts > _last_data.get(source, float("-inf")):
         _last_data[source] = ts
         SOURCE_LAST_DATA.labels(source).set(ts)
+
+
+def record_changed_files(source: str, files: int) -> None:
+    """Count re-landed files of a source (0 creates the series, so rate() sees the first)."""
+    CHANGED_FILES.labels(source).inc(files)
 
 
 def record_run(job_name: str, sources: str, seconds: float, *, ok: bool) -> None:

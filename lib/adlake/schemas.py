@@ -219,6 +219,11 @@ INGEST_FILE_LOG_SCHEMA = StructType(
         StructField("bronze_rows", LongType(), True),
         StructField("quarantined_rows", LongType(), True),
         StructField("logged_at", TimestampType(), False),
+        # The file as listed when planned (epoch ms as the file system reports it): a later
+        # listing that differs means the name was re-landed with new content. Added later:
+        # null in rows written before, and added to old tables by the first write (mergeSchema).
+        StructField("file_size", LongType(), True),
+        StructField("file_modified_ms", LongType(), True),
     ]
 )
 

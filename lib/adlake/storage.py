@@ -196,7 +196,13 @@ def read_table(spark: SparkSession, location: str) -> DataFrame:
 
 
 def append_idempotent(
-    df: DataFrame, spec: TableSpec, location: str, app_id: str, version: int
+    df: DataFrame,
+    spec: TableSpec,
+    location: str,
+    app_id: str,
+    version: int,
+    *,
+    user_metadata: str | None = None,
 ) -> None:
     """Append in one Delta transaction that Delta skips if (app_id, version) was already committed.
 
@@ -204,6 +210,8 @@ def append_idempotent(
     always carries the same version, and Delta records the last version per app id in the
     table's own log, atomically with the data. Retried on commit conflicts. Columns the spec
     declares and the table lacks yet are added (mergeSchema): specs only ever add columns.
+    A caller that must know whether its own rows went in passes a unique `user_metadata`
+    and asks `committed_since`.
     """
     ordered = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
     writer = (
@@ -213,8 +221,25 @@ def append_idempotent(
         .option("txnVersion", version)
         .option("mergeSchema", "true")
     )
+    if user_metadata is not None:
+        writer = writer.option("userMetadata", user_metadata)
     retry_on_conflict(lambda: writer.save(location), f"append {spec.name}")
     log.info("append %s app_id=%s version=%d", spec.name, app_id, version)
+
+
+def committed_since(
+    spark: SparkSession, location: str, after_version: int | None, user_metadata: str
+) -> bool:
+    """True when a commit after `after_version` carries `user_metadata` (commit files only).
+
+    An idempotent append that Delta skipped, because its (app id, version) was already
+    committed by an earlier attempt or by another writer, leaves no such commit.
+    """
+    return any(
+        commit_info(spark, location, version).get("userMetadata") == user_metadata
+        for version in commit_versions(spark, location)
+        if after_version is None or version > after_version
+    )
 
 
 def list_landing_files(spark: SparkSession, directory: str, path_glob: str) -> list[LandingFile]:
