@@ -108,8 +108,16 @@ def test_gold_maintenance_and_metrics_sections() -> None:
     [
         (("gold", "attribution", "view_window"), "soon", "gold.attribution.view_window"),
         (("gold", "attribution", "half_life"), "0s", "gold.attribution"),
-        (("gold", "attribution", "campaigns"), {"7": {"colour": 1}}, "gold.attribution.campaigns.7.colour"),
-        (("gold", "attribution", "campaigns"), {"7": {"first_touch_weight": 0.9}}, "gold.attribution.campaigns.7"),
+        (
+            ("gold", "attribution", "campaigns"),
+            {"7": {"colour": 1}},
+            "gold.attribution.campaigns.7.colour",
+        ),
+        (
+            ("gold", "attribution", "campaigns"),
+            {"7": {"first_touch_weight": 0.9}},
+            "gold.attribution.campaigns.7",
+        ),
         (("maintenance", "vacuum_retention"), "1 day", "maintenance.vacuum_retention"),
         (("metrics", "http_port"), 70000, "metrics.http_port"),
     ],

@@ -817,6 +817,82 @@ def markov_channel_weights(
     return touches.sparkSession.createDataFrame(rows, MARKOV_WEIGHTS_SCHEMA)
 
 
+def conversion_channels(
+    conversions: DataFrame, touches: DataFrame, params: AttributionParams = DEFAULT_PARAMS
+) -> DataFrame:
+    """The distinct Markov channels of each conversion's eligible touches.
+
+    One row per (conversion, channel) with the conversion's output columns, its key
+    (`conversion_key`, as `_conv_key`), window parameters and `channel` (website or
+    creative_id, per markov_channel). Conversions without eligible touches have no row.
+    With `markov_credits` it restates the markov rows of conversions whose touches did not
+    change when the global weights do, without reading their touches again.
+    """
+    joined = _conversions_with_touches(_conversion_frame(conversions, params), touches)
+    return (
+        joined.where(F.col("_touch_key").isNotNull())
+        .select(
+            F.col("_conv_key").alias("conversion_key"),
+            *_CONVERSION_COLUMNS,
+            "click_window_seconds",
+            "view_window_seconds",
+            "half_life_seconds",
+            F.col(params.markov_channel).alias("channel"),
+            utc_date(F.col("conversion_ts")).alias("event_date"),
+        )
+        .distinct()
+    )
+
+
+def markov_credits(channels: DataFrame, weights: DataFrame, channel: str) -> DataFrame:
+    """The markov rows of `attribute_conversions` from `conversion_channels` rows and weights.
+
+    Same credits as the markov model there (RE_k over the sum of RE of the conversion's
+    channels, equal shares when all are 0; only credit > 0), same columns
+    (ATTRIBUTION_SCHEMA) plus event_date, the UTC conversion date.
+    """
+    col = F.col
+    effects = weights.groupBy(col("channel").alias("_w_channel")).agg(
+        F.greatest(F.lit(0.0), F.max(col("removal_effect").cast("double"))).alias("_w_re")
+    )
+    per_conv = Window.partitionBy("user_id", "campaign_id", "conversion_key")
+    re = F.coalesce(col("_w_re"), F.lit(0.0))
+    credit = F.when(col("_re_sum") > 0, F.try_divide(col("_re"), col("_re_sum"))).otherwise(
+        F.try_divide(F.lit(1.0), col("_channels"))
+    )
+    return (
+        channels.join(F.broadcast(effects), col("channel").eqNullSafe(col("_w_channel")), "left")
+        .withColumn("_re", re)
+        .withColumns(
+            {
+                "_re_sum": F.sum("_re").over(per_conv),
+                "_channels": F.count(F.lit(1)).over(per_conv).cast("double"),
+            }
+        )
+        .withColumn("credit", credit.cast("double"))
+        .where(col("credit") > 0)
+        .select(
+            *_CONVERSION_COLUMNS,
+            F.lit(MARKOV).alias("model"),
+            F.lit(None).cast("string").alias("touch_id"),
+            F.lit(None).cast("string").alias("touch_type"),
+            F.lit(None).cast("timestamp").alias("touch_ts"),
+            (col("channel") if channel == "creative_id" else F.lit(None).cast("string")).alias(
+                "creative_id"
+            ),
+            (col("channel") if channel == "website" else F.lit(None).cast("string")).alias(
+                "website"
+            ),
+            "credit",
+            (col("credit") * col("revenue").cast("double")).alias("attributed_revenue"),
+            "click_window_seconds",
+            "view_window_seconds",
+            "half_life_seconds",
+            utc_date(col("conversion_ts")).alias("event_date"),
+        )
+    )
+
+
 # ----------------------------------------------------------------------------- aggregates
 
 

@@ -1,15 +1,31 @@
 """Gold runs: silver tables -> attribution and campaign aggregates for analysts.
 
-Every gold table is recomputed from the current silver tables and replaced in one Delta
-transaction, so a late impression or click restates the conversions it affects on the next
-run and nothing is ever appended twice. Each replace records the versions of the silver
-tables it read, the attribution parameters and `attribution.GOLD_LOGIC_VERSION` (the
-version of the transforms) in the commit's userMetadata; when those are unchanged the table
-is skipped, so running gold twice on the same silver data with the same code writes nothing
-(not even a new table version), and a release that changes the logic restates gold.
+Each gold commit records the versions of the silver tables it read, the attribution
+parameters and `attribution.GOLD_LOGIC_VERSION` (the version of the transforms) in its
+userMetadata; when those are unchanged the table is skipped, so running gold twice on the
+same silver data with the same code writes nothing (not even a new table version).
 
-Full recomputation rather than per-conversion replacement is deliberate: Markov weights are
-global, so any new path changes every conversion's markov credits anyway.
+Incremental runs. When gold was last built with the same parameters and logic and every
+silver commit since then only appended rows (read from the commit files, see
+`storage.appended_files`), gold is brought up to date from the appended rows; the result
+equals a full rebuild on the same silver data (tests compare them table by table).
+Otherwise, on the first run, with `full=True` (`--full`) or after a change of parameters,
+logic or the creatives dimension, every table is recomputed from all of silver.
+
+- campaign_daily: the UTC dates of the appended rows are recomputed from those silver
+  partitions and replaced (Delta replaceWhere).
+- Attribution: everything a conversion's credits depend on (its touches, the website of a
+  click, the Markov paths of its user) belongs to one user_id, so the users of the
+  appended impressions, clicks and conversions are recomputed from their silver rows and
+  nobody else's rows are read. The global Markov chain is kept as data,
+  `gold/markov_transitions` (transition counts of all paths): an increment subtracts those
+  users' counts at the previous silver versions and adds them at the new ones, integers,
+  so the weights are exactly those of a full rebuild. New weights change every markov
+  credit, so the markov rows of the other users are restated from
+  `gold/conversion_channels` (the distinct channels of each conversion) without their
+  touches. conversion_attribution and campaign_attribution_daily hold a few rows per
+  conversion and are rewritten whole.
+- bid_funnel_daily is recomputed whole when bid requests or impressions changed.
 """
 
 from __future__ import annotations
@@ -17,11 +33,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from adlake import attribution, storage
 from adlake.config import AppConfig
@@ -41,14 +59,24 @@ CAMPAIGN_DAILY = "gold/campaign_daily"
 CAMPAIGN_ATTRIBUTION_DAILY = "gold/campaign_attribution_daily"
 BID_FUNNEL_DAILY = "gold/bid_funnel_daily"
 GOLD_TABLES = (CONVERSION_ATTRIBUTION, CAMPAIGN_DAILY, CAMPAIGN_ATTRIBUTION_DAILY, BID_FUNNEL_DAILY)
+# What incremental attribution keeps between runs (small: counts, channels per conversion).
+MARKOV_TRANSITIONS = "gold/markov_transitions"
+CONVERSION_CHANNELS = "gold/conversion_channels"
+GOLD_STATE_TABLES = (MARKOV_TRANSITIONS, CONVERSION_CHANNELS)
+
+_USER_SCHEMA = StructType([StructField("user_id", StringType(), True)])
+_EVENT_SOURCES = (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS)
 
 
-def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict[str, int]:
-    """Recompute gold tables (`attribution`, `aggregates` or `all`); returns rows per table.
+def build_gold(
+    spark: SparkSession, cfg: AppConfig, tables: str = "all", full: bool = False
+) -> dict[str, int]:
+    """Bring gold tables (`attribution`, `aggregates` or `all`) up to date; rows per table.
 
-    Silver is read at versions pinned up front, and those versions are what each gold
-    commit records: a silver write landing during the build is picked up by the next run
-    instead of being recorded as already seen.
+    Incremental when possible (module doc), from scratch with `full`. Silver is read at
+    versions pinned up front, and those versions are what each gold commit records: a
+    silver write landing during the build is picked up by the next run instead of being
+    recorded as already seen.
     """
     pinned = {
         spec.relative_path: storage.table_version(spark, cfg.table_path(spec.relative_path))
@@ -61,11 +89,11 @@ def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict
         )
     }
 
-    def silver(spec: TableSpec) -> DataFrame:
-        version = pinned[spec.relative_path]
+    def silver(spec: TableSpec, version: int | None = None) -> DataFrame:
+        chosen = pinned[spec.relative_path] if version is None else version
         reader = spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", version)
+        if chosen is not None:
+            reader = reader.option("versionAsOf", chosen)
         return reader.load(cfg.table_path(spec.relative_path))
 
     def fingerprint(specs: tuple[TableSpec, ...], params: str = "") -> str:
@@ -85,12 +113,28 @@ def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict
         if _unchanged(spark, cfg, CONVERSION_ATTRIBUTION, stamp, written):
             log.info("gold attribution: silver unchanged since the last run, skipped")
         else:
-            touches = attribution.build_touches(impressions, clicks, creatives)
-            weights = attribution.markov_channel_weights(touches, conversions, params)
-            credited = attribution.attribute_conversions(
-                conversions, touches, params, markov_weights=weights
-            ).withColumn("event_date", attribution.utc_date(F.col("conversion_ts")))
-            _replace(credited, CONVERSION_ATTRIBUTION, cfg, stamp, written)
+            group = (CONVERSION_ATTRIBUTION, *GOLD_STATE_TABLES)
+            since = None if full else _built_from(spark, cfg, group, stamp, pinned)
+            appended = None if since is None else _appended(spark, cfg, since, pinned)
+            if since is None or appended is None:
+                _attribution_full(
+                    spark,
+                    cfg,
+                    stamp,
+                    touches_of(impressions, clicks, creatives),
+                    conversions,
+                    written,
+                )
+            else:
+                users = _users_of(spark, appended)
+                old = {s.relative_path: silver(s, since[s.relative_path]) for s in _EVENT_SOURCES}
+                _attribution_incremental(
+                    spark, cfg, stamp, users,
+                    new=(impressions, clicks, conversions),
+                    old=(old[SILVER_IMPRESSIONS.relative_path], old[SILVER_CLICKS.relative_path],
+                         old[SILVER_CONVERSIONS.relative_path]),
+                    creatives=creatives, written=written,
+                )  # fmt: skip
         # A function of the attribution table just written: same inputs, same stamp.
         by_day_stamp = json.dumps({"derived_from": stamp}, sort_keys=True)
         if not _unchanged(spark, cfg, CAMPAIGN_ATTRIBUTION_DAILY, by_day_stamp, written):
@@ -101,8 +145,25 @@ def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict
     if tables in ("aggregates", "all"):
         stamp = fingerprint(silver_inputs)
         if not _unchanged(spark, cfg, CAMPAIGN_DAILY, stamp, written):
-            daily = attribution.campaign_daily(impressions, clicks, conversions, creatives)
-            _replace(daily, CAMPAIGN_DAILY, cfg, stamp, written)
+            since = None if full else _built_from(spark, cfg, (CAMPAIGN_DAILY,), stamp, pinned)
+            appended = None if since is None else _appended(spark, cfg, since, pinned)
+            if since is None or appended is None:
+                daily = attribution.campaign_daily(impressions, clicks, conversions, creatives)
+                _replace(daily, CAMPAIGN_DAILY, cfg, stamp, written)
+            else:
+                dates = _dates_of(appended)
+
+                def on(df: DataFrame) -> DataFrame:
+                    return df.where(_date_in("event_date", dates))
+
+                daily = attribution.campaign_daily(
+                    on(impressions), on(clicks), on(conversions), creatives
+                )
+                location = cfg.table_path(CAMPAIGN_DAILY)
+                storage.replace_partitions(daily, CAMPAIGN_DAILY, location, "event_date",
+                                           dates, stamp)  # fmt: skip
+                written[CAMPAIGN_DAILY] = _rows(spark, location)
+                log.info("gold %s: %d dates replaced", CAMPAIGN_DAILY, len(dates))
         stamp = fingerprint((SILVER_BID_REQUESTS, SILVER_IMPRESSIONS))
         if not _unchanged(spark, cfg, BID_FUNNEL_DAILY, stamp, written):
             funnel = attribution.bid_funnel_daily(silver(SILVER_BID_REQUESTS), impressions)
@@ -110,14 +171,214 @@ def build_gold(spark: SparkSession, cfg: AppConfig, tables: str = "all") -> dict
     return written
 
 
+def touches_of(impressions: DataFrame, clicks: DataFrame, creatives: DataFrame) -> DataFrame:
+    """`attribution.build_touches` (a name to keep build_gold's lines short)."""
+    return attribution.build_touches(impressions, clicks, creatives)
+
+
+# ---------------------------------------------------------------------------- incremental
+
+
+def _built_from(
+    spark: SparkSession,
+    cfg: AppConfig,
+    group: tuple[str, ...],
+    stamp: str,
+    pinned: Mapping[str, int | None],
+) -> dict[str, int] | None:
+    """The silver versions the tables of `group` were all last built from, when an
+    incremental run can start there: same stamp apart from newer event tables, same
+    creatives. None: rebuild from scratch.
+    """
+    stamps = {storage.derived_commit(spark, cfg.table_path(t))[0] for t in group}
+    if len(stamps) != 1 or None in stamps:
+        return None
+    built, wanted = json.loads(stamps.pop() or "{}"), json.loads(stamp)
+    if built.get("params") != wanted["params"] or built.get("logic") != wanted["logic"]:
+        return None
+    inputs: dict[str, Any] = built.get("inputs") or {}
+    creatives = SILVER_CREATIVES.relative_path
+    if creatives not in inputs or inputs[creatives] != pinned[creatives]:
+        return None
+    since: dict[str, int] = {}
+    for spec in _EVENT_SOURCES:
+        then, now = inputs.get(spec.relative_path), pinned[spec.relative_path]
+        if then is None or now is None or then > now:
+            return None
+        since[spec.relative_path] = then
+    return since
+
+
+def _appended(
+    spark: SparkSession, cfg: AppConfig, since: Mapping[str, int], pinned: Mapping[str, int | None]
+) -> dict[str, list[storage.AddedFile]] | None:
+    """Files appended to each event table since `since`; None when any change was not an append."""
+    appended: dict[str, list[storage.AddedFile]] = {}
+    for spec in _EVENT_SOURCES:
+        upto = pinned[spec.relative_path]
+        assert upto is not None
+        files = storage.appended_files(
+            spark, cfg.table_path(spec.relative_path), since[spec.relative_path], upto
+        )
+        if files is None:
+            log.info("gold: %s changed other than by appends, full rebuild", spec.name)
+            return None
+        appended[spec.relative_path] = files
+    return appended
+
+
+def _dates_of(appended: Mapping[str, list[storage.AddedFile]]) -> list[date | None]:
+    """The event_date partitions (None: the null partition) holding appended rows."""
+    values = {f.partition_values.get("event_date") for files in appended.values() for f in files}
+    return sorted(
+        {None if v is None else date.fromisoformat(v) for v in values},
+        key=lambda d: (d is not None, d or date.min),
+    )
+
+
+def _date_in(column: str, dates: Sequence[date | None]) -> Any:
+    chosen = [d for d in dates if d is not None]
+    condition = F.col(column).isin(chosen) if chosen else F.lit(False)
+    return condition | F.col(column).isNull() if None in dates else condition
+
+
+def _users_of(spark: SparkSession, appended: Mapping[str, list[storage.AddedFile]]) -> DataFrame:
+    """Distinct user_id (null included) of the appended files, cached: a small set."""
+    paths = [f.path for files in appended.values() for f in files]
+    if not paths:
+        return spark.createDataFrame([], _USER_SCHEMA)
+    users = spark.read.schema(_USER_SCHEMA).parquet(*paths).distinct().cache()
+    log.info("gold: %d appended files of %d users", len(paths), users.count())
+    return users
+
+
+def _of_users(df: DataFrame, users: DataFrame, *, keep: bool = True) -> DataFrame:
+    """Rows of `df` whose user_id (null-safe) is (keep) or is not in `users`."""
+    other = users.select(F.col("user_id").alias("_inc_user"))
+    return df.join(
+        F.broadcast(other),
+        F.col("user_id").eqNullSafe(F.col("_inc_user")),
+        "left_semi" if keep else "left_anti",
+    )
+
+
+_COUNT_KEYS = ("from_kind", "from_channel", "to_kind", "to_channel")
+
+
+def _attribution_full(
+    spark: SparkSession,
+    cfg: AppConfig,
+    stamp: str,
+    touches: DataFrame,
+    conversions: DataFrame,
+    written: dict[str, int],
+) -> None:
+    params = cfg.attribution
+    touches = touches.cache()  # read three times: counts, credits, channels
+    counts = attribution.markov_transition_counts(touches, conversions, params).collect()
+    weights = _write_counts(spark, cfg, [tuple(r) for r in counts], stamp)
+    credited = attribution.attribute_conversions(
+        conversions, touches, params, markov_weights=weights
+    ).withColumn("event_date", attribution.utc_date(F.col("conversion_ts")))
+    channels = attribution.conversion_channels(conversions, touches, params)
+    _replace(channels, CONVERSION_CHANNELS, cfg, stamp, {})
+    _replace(credited, CONVERSION_ATTRIBUTION, cfg, stamp, written)
+    touches.unpersist()
+
+
+def _attribution_incremental(
+    spark: SparkSession,
+    cfg: AppConfig,
+    stamp: str,
+    users: DataFrame,
+    new: tuple[DataFrame, DataFrame, DataFrame],
+    old: tuple[DataFrame, DataFrame, DataFrame],
+    creatives: DataFrame,
+    written: dict[str, int],
+) -> None:
+    """Recompute the appended rows' users and restate everyone's markov credits (module doc)."""
+    params = cfg.attribution
+    impressions, clicks, conversions = (_of_users(df, users) for df in new)
+    touches = attribution.build_touches(impressions, clicks, creatives).cache()
+    old_touches = attribution.build_touches(
+        _of_users(old[0], users), _of_users(old[1], users), creatives
+    )
+    old_conversions = _of_users(old[2], users)
+
+    def signed(df: DataFrame, sign: int) -> DataFrame:
+        return df.select(*_COUNT_KEYS, (F.col("transitions") * sign).alias("transitions"))
+
+    stored = storage.read_table(spark, cfg.table_path(MARKOV_TRANSITIONS))
+    counts = (
+        signed(stored, 1)
+        .unionByName(signed(attribution.markov_transition_counts(touches, conversions, params), 1))
+        .unionByName(
+            signed(attribution.markov_transition_counts(old_touches, old_conversions, params), -1)
+        )
+        .groupBy(*_COUNT_KEYS)
+        .agg(F.sum("transitions").alias("transitions"))
+        .where(F.col("transitions") != 0)
+        .collect()
+    )
+    weights = _write_counts(spark, cfg, [tuple(r) for r in counts], stamp)
+
+    channel = params.markov_channel
+    existing = storage.read_table(spark, cfg.table_path(CONVERSION_ATTRIBUTION))
+    kept = _of_users(existing, users, keep=False).where(
+        (F.col("model") != attribution.MARKOV)
+        | F.col("touch_type").eqNullSafe(F.lit(attribution.UNATTRIBUTED))
+    )
+    other_channels = _of_users(
+        storage.read_table(spark, cfg.table_path(CONVERSION_CHANNELS)), users, keep=False
+    )
+    fresh = attribution.attribute_conversions(
+        conversions, touches, params, markov_weights=weights
+    ).withColumn("event_date", attribution.utc_date(F.col("conversion_ts")))
+    restated = (
+        kept.unionByName(attribution.markov_credits(other_channels, weights, channel))
+        .unionByName(fresh)
+        .localCheckpoint()  # the table is read above and replaced below
+    )
+    channels = other_channels.unionByName(
+        attribution.conversion_channels(conversions, touches, params)
+    ).localCheckpoint()
+    _replace(channels, CONVERSION_CHANNELS, cfg, stamp, {})
+    _replace(restated, CONVERSION_ATTRIBUTION, cfg, stamp, written)
+    touches.unpersist()
+    users.unpersist()
+
+
+def _write_counts(
+    spark: SparkSession, cfg: AppConfig, counts: list[tuple[Any, ...]], stamp: str
+) -> DataFrame:
+    """Store all paths' transition counts; returns the Markov weights they give."""
+    table = spark.createDataFrame(counts, attribution.MARKOV_TRANSITIONS_SCHEMA)
+    storage.overwrite_derived(table, MARKOV_TRANSITIONS, cfg.table_path(MARKOV_TRANSITIONS),
+                              (), stamp)  # fmt: skip
+    rows = attribution.channel_weights(counts)
+    log.info("markov weights: %d channels from %d distinct transitions", len(rows), len(counts))
+    return spark.createDataFrame(rows, attribution.MARKOV_WEIGHTS_SCHEMA)
+
+
+# ------------------------------------------------------------------------------- writing
+
+
+def _rows(spark: SparkSession, location: str) -> int:
+    """Rows of a gold table (one Spark job: Delta answers a count from the log's stats)."""
+    return storage.read_table(spark, location).count()
+
+
 def _unchanged(
     spark: SparkSession, cfg: AppConfig, relative: str, stamp: str, written: dict[str, int]
 ) -> bool:
     """True (and the row count noted) when the table was last built from exactly `stamp`."""
-    fingerprint, rows = storage.derived_commit(spark, cfg.table_path(relative))
+    location = cfg.table_path(relative)
+    fingerprint, rows = storage.derived_commit(spark, location)
     if fingerprint != stamp:
         return False
-    written[relative] = rows
+    # A partition replace's commit counts the rows it wrote, not the table's.
+    partial = storage.last_write_partial(spark, location)
+    written[relative] = _rows(spark, location) if partial else rows
     log.info("gold %s: inputs unchanged, kept (%d rows)", relative, written[relative])
     return True
 

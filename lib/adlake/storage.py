@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -384,6 +385,17 @@ def table_version(spark: SparkSession, location: str) -> int | None:
 _MAINTENANCE_OPERATIONS = ("OPTIMIZE", "VACUUM START", "VACUUM END")
 
 
+def last_write_partial(spark: SparkSession, location: str) -> bool:
+    """True when the latest data write of a derived table replaced only some rows (replaceWhere)."""
+    for version in reversed(commit_versions(spark, location)):
+        info = commit_info(spark, location, version)
+        if info.get("operation") in _MAINTENANCE_OPERATIONS:
+            continue
+        predicate = (info.get("operationParameters") or {}).get("predicate")
+        return predicate not in (None, "", "[]")
+    return False
+
+
 def derived_commit(spark: SparkSession, location: str) -> tuple[str | None, int]:
     """(userMetadata, numOutputRows) of the latest data write of a derived table.
 
@@ -397,3 +409,95 @@ def derived_commit(spark: SparkSession, location: str) -> tuple[str | None, int]
         metrics = info.get("operationMetrics") or {}
         return info.get("userMetadata"), int(metrics.get("numOutputRows", 0))
     return None, 0
+
+
+@dataclass(frozen=True)
+class AddedFile:
+    """A data file a commit added with dataChange = true: its full path and partition values."""
+
+    path: str
+    partition_values: dict[str, str | None]
+
+
+def _commit_actions(
+    spark: SparkSession, location: str, version: int
+) -> list[dict[str, Any]] | None:
+    """The actions of one commit file, None when the file is gone (log cleaned up)."""
+    fs, path = _fs_path(spark, f"{location.rstrip('/')}/_delta_log/{version:020d}.json")
+    if not fs.exists(path):
+        return None
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    stream = fs.open(path)
+    try:
+        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    return [json.loads(line) for line in str(text).splitlines() if line.strip()]
+
+
+def appended_files(
+    spark: SparkSession, location: str, after: int, upto: int
+) -> list[AddedFile] | None:
+    """Files added by the commits (after, upto] when those commits only appended rows.
+
+    Read from the commit files, no Spark job. None when the change is not a pure append,
+    so the caller must recompute from scratch: a commit file is gone, a commit removed or
+    rewrote rows (a remove with dataChange), changed the schema or properties (metaData), or
+    added a file with a deletion vector. OPTIMIZE's adds and removes (dataChange = false)
+    move rows without changing them and are skipped.
+    """
+    added: list[AddedFile] = []
+    base = location.rstrip("/")
+    for version in range(after + 1, upto + 1):
+        actions = _commit_actions(spark, location, version)
+        if actions is None:
+            return None
+        for action in actions:
+            if "metaData" in action:
+                return None
+            if "remove" in action and action["remove"].get("dataChange", True):
+                return None
+            add = action.get("add")
+            if add is None or not add.get("dataChange", True):
+                continue
+            if add.get("deletionVector"):
+                return None
+            relative = unquote(str(add["path"]))
+            full = (
+                relative
+                if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:", relative)
+                else (f"{base}/{relative}")
+            )
+            added.append(AddedFile(full, dict(add.get("partitionValues") or {})))
+    return added
+
+
+def replace_partitions(
+    df: DataFrame,
+    name: str,
+    location: str,
+    column: str,
+    values: Iterable[date | None],
+    inputs_fingerprint: str,
+) -> None:
+    """Replace the rows of a derived table whose `column` is in `values`, in one transaction.
+
+    Delta's replaceWhere on the partition column: only those partitions' files are
+    rewritten, and a row of `df` outside them fails the write instead of landing there.
+    A None value stands for the null partition.
+    """
+    values = list(values)
+    chosen = sorted({v for v in values if v is not None})
+    terms = [f"`{column}` IN ({', '.join(_sql_literal(v) for v in chosen)})"] if chosen else []
+    if any(v is None for v in values):
+        terms.append(f"`{column}` IS NULL")
+    predicate = " OR ".join(terms) if terms else "false"
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", predicate)
+        .option("userMetadata", inputs_fingerprint)
+        .save(location)
+    )
+    log.info("replace %s where %s", name, predicate)
