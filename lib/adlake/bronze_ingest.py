@@ -32,7 +32,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import bronze, clock, metrics, schemas, storage
+from adlake import bronze, clock, faults, metrics, schemas, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import BRONZE_BY_SOURCE, BRONZE_QUARANTINE, INGEST_FILE_LOG
@@ -220,6 +220,7 @@ class BronzeIngestor:
         run_seq = max((r["run_seq"] for r in log_rows), default=0) + 1
         ingested_at = clock.utc_now(whole_seconds=True)
         self._write_log(run_seq, new_files, PLANNED, mode, ingested_at, {})
+        faults.crash_point(faults.BRONZE_AFTER_PLAN)
         results.append(self._execute(run_seq, new_files, ingested_at, mode))
         return results
 
@@ -305,6 +306,7 @@ class BronzeIngestor:
                     self.app_id,
                     run_seq,
                 )
+            faults.crash_point(faults.BRONZE_AFTER_APPEND)
             if bad:
                 storage.append_idempotent(
                     parsed.transform(bronze.quarantine_rows(self.source)),
@@ -313,8 +315,10 @@ class BronzeIngestor:
                     self.app_id,
                     run_seq,
                 )
+            faults.crash_point(faults.BRONZE_AFTER_QUARANTINE)
         finally:
             parsed.unpersist()
+        faults.crash_point(faults.BRONZE_BEFORE_COMMIT)
         self._write_log(run_seq, files, COMMITTED, mode, ingested_at, counts)
         result = RunResult(
             self.source,

@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import StringType, StructField, StructType
 
-from adlake import clock, metrics, schemas, silver, storage
+from adlake import clock, faults, metrics, schemas, silver, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import (
@@ -265,6 +265,7 @@ class SilverProcessor:
                 if stats.rows_in > stats.rejected_rows
                 else 0
             )
+            faults.crash_point(faults.SILVER_AFTER_MERGE)
             quarantined = (
                 storage.merge_insert_new(
                     self._quarantine_rows(checked, target, batch_id, started),
@@ -274,6 +275,7 @@ class SilverProcessor:
                 if stats.rejected_rows
                 else 0
             )
+            faults.crash_point(faults.SILVER_AFTER_QUARANTINE)
         finally:
             checked.unpersist()
         row = AuditRow(
@@ -287,8 +289,10 @@ class SilverProcessor:
             unknown_countries=stats.unknown_countries,
             rule_counts=stats.rule_counts,
         )
+        faults.crash_point(faults.SILVER_BEFORE_AUDIT)
         if stats.rows_in:
             self._write_audit(row, stats, started, txn_app)
+        faults.crash_point(faults.SILVER_AFTER_AUDIT)
         metrics.record_batch(
             JOB,
             target,
