@@ -82,7 +82,7 @@ def test_silver_killed_at_crash_point_then_rerun_writes_each_row_once(
     ids = sorted(r[0] for r in silver.select("impression_id").collect())
     assert ids == sorted(f"imp-{i}" for i in range(VALID))
     quarantine = spark.read.format("delta").load(cfg.table_path(SILVER_QUARANTINE.relative_path))
-    records = sorted(json.loads(r[0])["impression_id"] for r in quarantine.collect())
+    records = sorted(json.loads(r["record"])["impression_id"] for r in quarantine.collect())
     assert records == [f"no-user-{i}" for i in range(NO_USER)]
     audit = spark.read.format("delta").load(cfg.table_path(BATCH_AUDIT.relative_path)).collect()
     # One audit row for the batch: a replay after the audit append is skipped by Delta.
