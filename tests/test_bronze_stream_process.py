@@ -1,8 +1,15 @@
-"""The streaming job as a real process: SIGKILL mid-batch then restart, and SIGTERM."""
+"""The bronze job as a real process, SIGKILLed at each step of its write protocol, then rerun.
+
+Each crash is a named crash point (`adlake.faults`): the job kills itself at the exact step,
+so the test provably hits its window (exit -9 and the tables in the crashed state), then a
+restart without the crash must leave every landing record exactly once in bronze or the
+quarantine and a consistent file log.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,16 +20,18 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from adlake import schemas
+from adlake import faults, schemas
+from adlake.bronze_ingest import BronzeIngestor, run_batch
 from adlake.config import AppConfig, parse_config
 from tests.conftest import config_dict_for, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES, LINES = 4, 100
+FILES, GOOD, BAD = 3, 4, 1  # per landing file: GOOD valid JSON lines and BAD malformed ones
 pytestmark = pytest.mark.slow
 
 
-def _land_impressions(cfg: AppConfig) -> None:
+def land_impressions(cfg: AppConfig) -> None:
+    """FILES files part-00n.jsonl; impression ids imp-<file>-<line>, malformed lines last."""
     folder = Path(cfg.landing_path("impressions"))
     folder.mkdir(parents=True, exist_ok=True)
     for f in range(FILES):
@@ -36,95 +45,169 @@ def _land_impressions(cfg: AppConfig) -> None:
                     "website": "example.com",
                 }
             )
-            for i in range(LINES)
-        ]
+            for i in range(GOOD)
+        ] + [f'{{"impression_id": "bad-{f}-{i}", ' for i in range(BAD)]
         (folder / f"part-{f:03d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _start(
-    config: Path, trigger: str, log_file: Path, job: str = "bronze_ingest.py"
-) -> subprocess.Popen[bytes]:
-    """The job as a real process (`python jobs/<job> ...`), output to `log_file`."""
-    return subprocess.Popen(
-        [
-            sys.executable, str(ROOT / "jobs" / job), "--config", str(config),
-            "--source", "impressions", "--mode", "stream", "--trigger", trigger,
-        ],
-        cwd=ROOT, stdout=log_file.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
-def _log_versions(cfg: AppConfig) -> list[int]:
-    log_dir = Path(cfg.table_path("ops/ingest_file_log")) / "_delta_log"
-    if not log_dir.exists():
-        return []
-    return sorted(int(p.name.split(".")[0]) for p in log_dir.glob("*.json"))
-
-
-def _wait_for(
-    predicate, timeout: float, proc: subprocess.Popen[bytes], what: str, log: Path
-) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"job exited ({proc.returncode}) before {what}:\n{log.read_text()[-3000:]}"
-            )
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
-
-
-def _setup(tmp_path: Path) -> tuple[Path, AppConfig]:
-    overrides = {"sources.impressions.max_files_per_trigger": 1}
+def setup_lake(tmp_path: Path, **overrides: object) -> tuple[Path, AppConfig]:
+    """The config as a file (for the job process) and parsed (for the test), data landed."""
     config = write_config(tmp_path, **overrides)
     cfg = parse_config(config_dict_for(tmp_path, **overrides), tmp_path)
-    _land_impressions(cfg)
+    land_impressions(cfg)
     return config, cfg
 
 
-def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    config, cfg = _setup(tmp_path)
-    log = tmp_path / "run1.log"
-    proc = _start(config, "1 second", log)
-    try:
-        # Log versions: 0 = create, then per run: plan (odd), commit (even). Kill right after
-        # the second run's plan lands, i.e. while that run's bronze append is in flight.
-        _wait_for(
-            lambda: any(v >= 3 and v % 2 == 1 for v in _log_versions(cfg)),
-            300,
-            proc,
-            "a second plan",
-            log,
-        )
-        proc.send_signal(signal.SIGKILL)
+def run_crashing(
+    config: Path, job: str, crash_at: str, log_file: Path, *args: str, timeout: float = 600
+) -> int:
+    """Run `jobs/<job>` with ADLAKE_CRASH_AT set; returns its exit code once its whole process
+    group (the Python driver and its JVM) is gone.
+
+    A crash point SIGKILLs the Python driver; the JVM it started is then killed too, as on a
+    lost machine, so nothing of the crashed run can write while the restart runs.
+    """
+    env = {**os.environ, faults.ENV_VAR: crash_at}
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "jobs" / job), "--config", str(config),
+             "--source", "impressions", *args],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+        try:
+            returncode = proc.wait(timeout)
+        finally:
+            _kill_group(proc)
+    return returncode
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL every process left in the job's session (its JVM) and wait until none is."""
+    if proc.poll() is None:
+        proc.kill()
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"processes of the job's group {proc.pid} survive SIGKILL")
 
-    log2 = tmp_path / "run2.log"
-    restart = _start(config, "available-now", log2)
-    assert restart.wait(600) == 0, log2.read_text()[-3000:]
 
+def assert_crashed(returncode: int, crash_at: str, log_file: Path) -> None:
+    """The job died of the crash point's SIGKILL, not of an error or a normal exit."""
+    output = log_file.read_text(errors="replace")
+    assert returncode == -signal.SIGKILL, f"exit {returncode}:\n{output[-3000:]}"
+    assert f"crash point {crash_at.split(':')[0]}" in output
+
+
+def table_count(spark: SparkSession, cfg: AppConfig, relative: str) -> int:
+    return spark.read.format("delta").load(cfg.table_path(relative)).count()
+
+
+def file_log(spark: SparkSession, cfg: AppConfig) -> list[tuple[int, str, str]]:
+    """The file log as sorted (run_seq, status, file name) rows."""
+    rows = spark.read.format("delta").load(cfg.table_path("ops/ingest_file_log")).collect()
+    return sorted((r["run_seq"], r["status"], r["file_path"].rsplit("/", 1)[1]) for r in rows)
+
+
+def assert_each_record_once(spark: SparkSession, cfg: AppConfig) -> None:
+    """Every landing record exactly once: valid lines in bronze, malformed ones quarantined,
+    and the file log's commit rows carrying those counts per file."""
     bronze = spark.read.format("delta").load(cfg.table_path("bronze/impressions"))
-    assert bronze.count() == FILES * LINES
-    assert bronze.select("impression_id").distinct().count() == FILES * LINES
+    ids = [r[0] for r in bronze.select("impression_id").collect()]
+    assert sorted(ids) == sorted(f"imp-{f}-{i}" for f in range(FILES) for i in range(GOOD))
     per_file = {
         r[0].rsplit("/", 1)[1]: r[1] for r in bronze.groupBy(schemas.SOURCE_FILE).count().collect()
     }
-    assert per_file == {f"part-{f:03d}.jsonl": LINES for f in range(FILES)}
-    file_log = spark.read.format("delta").load(cfg.table_path("ops/ingest_file_log"))
-    committed = file_log.where("status = 'committed'")
-    assert committed.count() == FILES
-    assert committed.agg(F.sum("bronze_rows")).first()[0] == FILES * LINES
-    planned_runs = {r[0] for r in file_log.where("status = 'planned'").select("run_seq").collect()}
-    assert planned_runs == {r[0] for r in committed.select("run_seq").collect()}
+    assert per_file == {f"part-{f:03d}.jsonl": GOOD for f in range(FILES)}
+    quarantine = spark.read.format("delta").load(cfg.table_path("bronze/quarantine"))
+    raw = sorted(r[0] for r in quarantine.select("raw_record").collect())
+    assert raw == sorted(
+        f'{{"impression_id": "bad-{f}-{i}", ' for f in range(FILES) for i in range(BAD)
+    )
+    committed = (
+        spark.read.format("delta")
+        .load(cfg.table_path("ops/ingest_file_log"))
+        .where(F.col("status") == "committed")
+    )
+    assert sorted(
+        (r["file_path"].rsplit("/", 1)[1], r["bronze_rows"], r["quarantined_rows"])
+        for r in committed.collect()
+    ) == [(f"part-{f:03d}.jsonl", GOOD, BAD) for f in range(FILES)]
+
+
+# Tables in the crashed state, proving where the crash landed: (bronze rows, quarantine rows).
+CRASHED_STATE = {
+    faults.BRONZE_AFTER_PLAN: (0, 0),
+    faults.BRONZE_AFTER_APPEND: (FILES * GOOD, 0),
+    faults.BRONZE_AFTER_QUARANTINE: (FILES * GOOD, FILES * BAD),
+    faults.BRONZE_BEFORE_COMMIT: (FILES * GOOD, FILES * BAD),
+}
+
+
+@pytest.mark.parametrize("crash_at", list(CRASHED_STATE))
+def test_batch_killed_at_crash_point_then_rerun_ingests_each_record_once(
+    spark: SparkSession, tmp_path: Path, crash_at: str
+) -> None:
+    config, cfg = setup_lake(tmp_path)
+    log_file = tmp_path / "crashed.log"
+    returncode = run_crashing(config, "bronze_ingest.py", crash_at, log_file, "--mode", "batch")
+
+    assert_crashed(returncode, crash_at, log_file)
+    assert (
+        table_count(spark, cfg, "bronze/impressions"),
+        table_count(spark, cfg, "bronze/quarantine"),
+    ) == CRASHED_STATE[crash_at]
+    names = [f"part-{f:03d}.jsonl" for f in range(FILES)]
+    assert file_log(spark, cfg) == [(1, "planned", n) for n in names]
+
+    # The rerun (no crash point: this process never sets ADLAKE_CRASH_AT) redoes run 1.
+    results = run_batch(spark, cfg, ["impressions"])
+    assert [(r.run_seq, r.files, r.bronze_rows, r.quarantined_rows) for r in results] == [
+        (1, FILES, FILES * GOOD, FILES * BAD)
+    ]
+    assert_each_record_once(spark, cfg)
+    assert file_log(spark, cfg) == [(1, s, n) for s in ("committed", "planned") for n in names]
+
+
+def test_stream_killed_in_second_run_then_restarted_ingests_each_record_once(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """One file per micro-batch: the crash lands in run 2 (run 1 committed, run 2's bronze
+    append done, its micro-batch not in the checkpoint); the restarted stream replays that
+    micro-batch, redoes run 2 from the file log and ingests the last file as run 3."""
+    config, cfg = setup_lake(tmp_path, **{"sources.impressions.max_files_per_trigger": 1})
+    crash_at = f"{faults.BRONZE_AFTER_APPEND}:2"
+    log_file = tmp_path / "crashed.log"
+    returncode = run_crashing(
+        config, "bronze_ingest.py", crash_at, log_file,
+        "--mode", "stream", "--trigger", "available-now",
+    )  # fmt: skip
+
+    assert_crashed(returncode, crash_at, log_file)
+    assert table_count(spark, cfg, "bronze/impressions") == 2 * GOOD
+    assert table_count(spark, cfg, "bronze/quarantine") == BAD
+    # The stream picks files in its own order (same modification time): name them from the log.
+    crashed_log = file_log(spark, cfg)
+    first, second = crashed_log[0][2], crashed_log[2][2]
+    assert crashed_log == [(1, "committed", first), (1, "planned", first), (2, "planned", second)]
+    [third] = {f"part-{f:03d}.jsonl" for f in range(FILES)} - {first, second}
+
+    query = BronzeIngestor(spark, cfg, "impressions").start_stream("available-now")
+    try:
+        assert query.awaitTermination(300)
+    finally:
+        query.stop()
+    assert query.exception() is None
+    assert_each_record_once(spark, cfg)
+    assert file_log(spark, cfg) == [
+        (run, status, name)
+        for run, name in ((1, first), (2, second), (3, third))
+        for status in ("committed", "planned")
+    ]
 
 
 # SIGTERM on a continuous stream (exit 0, no half-done run) is asserted by

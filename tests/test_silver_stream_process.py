@@ -1,61 +1,97 @@
-"""The silver streaming job as a real process, killed with SIGKILL mid-stream and restarted."""
+"""The silver job as a real process, SIGKILLed at each step of a micro-batch, then rerun.
+
+A batch run is an available-now stream on the stream's checkpoint, so these crashes hit the
+same foreachBatch code a continuous stream runs. Bronze is prepared in this process; only the
+crashing run is a subprocess. The rerun replays the crashed micro-batch and must leave every
+bronze row exactly once in silver or its quarantine, and one audit row for the batch.
+"""
 
 from __future__ import annotations
 
-import signal
-import subprocess
+import json
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import bronze_ingest
-from tests.test_bronze_stream_process import FILES, LINES, _setup, _wait_for
-from tests.test_bronze_stream_process import _start as start_job
+from adlake import bronze_ingest, faults, silver_run
+from adlake.config import AppConfig, parse_config
+from adlake.tables import BATCH_AUDIT, SILVER_IMPRESSIONS, SILVER_QUARANTINE
+from tests.conftest import config_dict_for, write_config
+from tests.test_bronze_stream_process import assert_crashed, run_crashing, table_count
 
 pytestmark = pytest.mark.slow
 
+VALID, NO_USER = 6, 2  # distinct valid impressions; rows without user_id (quarantined)
+ROWS_IN = VALID + 1 + NO_USER  # plus one exact duplicate of a valid impression
 
-def _start(config: Path, trigger: str, log_file: Path) -> subprocess.Popen[bytes]:
-    return start_job(config, trigger, log_file, "silver_transform.py")
 
-
-def test_silver_stream_sigkill_then_restart_writes_each_row_once(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    config, cfg = _setup(tmp_path)
-    # One bronze run per file, so the silver stream (1 file per trigger) has several batches.
-    landing = Path(cfg.landing_path("impressions"))
-    files = sorted(landing.glob("*.jsonl"))
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    for f in files:
-        f.rename(hold / f.name)
-    for f in files:
-        (hold / f.name).rename(f)
-        bronze_ingest.run_batch(spark, cfg, ["impressions"])
-    audit_log = Path(cfg.table_path("ops/batch_audit")) / "_delta_log"
-
-    log = tmp_path / "silver1.log"
-    proc = _start(config, "1 second", log)
-    try:
-        # Kill as soon as the first micro-batch is audited, while later ones are in flight.
-        _wait_for(
-            lambda: len(list(audit_log.glob("*.json"))) >= 2, 300, proc, "a silver batch", log
+def _land_and_ingest_bronze(spark: SparkSession, cfg: AppConfig) -> None:
+    def line(impression_id: str, user_id: int | None) -> str:
+        return json.dumps(
+            {
+                "impression_id": impression_id,
+                "creative_id": 3,
+                "user_id": user_id,
+                "timestamp": "2026-11-01 10:00:00",
+                "website": "example.com",
+            }
         )
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
-    log2 = tmp_path / "silver2.log"
-    restart = _start(config, "available-now", log2)
-    assert restart.wait(600) == 0, log2.read_text()[-3000:]
+    lines = [line(f"imp-{i}", i) for i in range(VALID)] + [line("imp-0", 0)]
+    lines += [line(f"no-user-{i}", None) for i in range(NO_USER)]
+    folder = Path(cfg.landing_path("impressions"))
+    folder.mkdir(parents=True)
+    (folder / "part-000.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    [result] = bronze_ingest.run_batch(spark, cfg, ["impressions"])
+    assert (result.bronze_rows, result.quarantined_rows) == (ROWS_IN, 0)
 
-    silver = spark.read.format("delta").load(cfg.table_path("silver/impressions"))
-    assert silver.count() == FILES * LINES
-    assert silver.select("impression_id").distinct().count() == FILES * LINES
-    audit = spark.read.format("delta").load(cfg.table_path("ops/batch_audit"))
-    assert audit.where("rows_in != rows_written + quarantined + duplicates").count() == 0
-    assert audit.agg({"rows_written": "sum"}).first()[0] == FILES * LINES
+
+# Tables in the crashed state, proving where the crash landed:
+# (silver impressions rows, silver quarantine rows, audit rows).
+CRASHED_STATE = {
+    faults.SILVER_AFTER_MERGE: (VALID, 0, 0),
+    faults.SILVER_AFTER_QUARANTINE: (VALID, NO_USER, 0),
+    faults.SILVER_BEFORE_AUDIT: (VALID, NO_USER, 0),
+    faults.SILVER_AFTER_AUDIT: (VALID, NO_USER, 1),
+}
+
+
+@pytest.mark.parametrize("crash_at", list(CRASHED_STATE))
+def test_silver_killed_at_crash_point_then_rerun_writes_each_row_once(
+    spark: SparkSession, tmp_path: Path, crash_at: str
+) -> None:
+    config = write_config(tmp_path)
+    cfg = parse_config(config_dict_for(tmp_path), tmp_path)
+    _land_and_ingest_bronze(spark, cfg)
+    log_file = tmp_path / "crashed.log"
+    returncode = run_crashing(config, "silver_transform.py", crash_at, log_file, "--mode", "batch")
+
+    assert_crashed(returncode, crash_at, log_file)
+    assert (
+        table_count(spark, cfg, SILVER_IMPRESSIONS.relative_path),
+        table_count(spark, cfg, SILVER_QUARANTINE.relative_path),
+        table_count(spark, cfg, BATCH_AUDIT.relative_path),
+    ) == CRASHED_STATE[crash_at]
+
+    # The rerun (this process never sets ADLAKE_CRASH_AT) replays micro-batch 0.
+    replayed = silver_run.run_batch(spark, cfg, ["impressions"])
+    assert [(r.source, r.batch_id, r.rows_in) for r in replayed] == [("impressions", 0, ROWS_IN)]
+
+    silver = spark.read.format("delta").load(cfg.table_path(SILVER_IMPRESSIONS.relative_path))
+    ids = sorted(r[0] for r in silver.select("impression_id").collect())
+    assert ids == sorted(f"imp-{i}" for i in range(VALID))
+    quarantine = spark.read.format("delta").load(cfg.table_path(SILVER_QUARANTINE.relative_path))
+    records = sorted(json.loads(r["record"])["impression_id"] for r in quarantine.collect())
+    assert records == [f"no-user-{i}" for i in range(NO_USER)]
+    audit = spark.read.format("delta").load(cfg.table_path(BATCH_AUDIT.relative_path)).collect()
+    # One audit row for the batch: a replay after the audit append is skipped by Delta.
+    assert [(r["source"], r["batch_id"], r["rows_in"]) for r in audit] == [
+        ("impressions", 0, ROWS_IN)
+    ]
+    [row] = audit
+    assert row["rows_written"] + row["quarantined"] + row["duplicates"] == ROWS_IN
+    if crash_at == faults.SILVER_AFTER_AUDIT:  # the crashed attempt's own audit row
+        assert (row["rows_written"], row["quarantined"], row["duplicates"]) == (VALID, NO_USER, 1)
+    # Otherwise the replay's MERGEs find the rows the crashed attempt stored and insert
+    # nothing, so its audit row counts them as duplicates rather than written/quarantined.

@@ -41,7 +41,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import bronze, clock, metrics, schemas, storage
+from adlake import bronze, clock, faults, metrics, schemas, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import BRONZE_BY_SOURCE, BRONZE_QUARANTINE, INGEST_FILE_LOG
@@ -278,6 +278,7 @@ class BronzeIngestor:
             reported = changed if i == 0 else []  # `changed` rows ride on the first run's plan
             plan = [(path, PLANNED) for path in run_files] + [(path, CHANGED) for path in reported]
             self._plan(run_seq, plan, mode, ingested_at, listed)
+            faults.crash_point(faults.BRONZE_AFTER_PLAN)
             if run_files:
                 results.append(
                     self._execute(
@@ -409,6 +410,7 @@ class BronzeIngestor:
                 log.warning(
                     "%s run %d: quarantining unreadable file %s", self.source, run_seq, blamed
                 )
+        faults.crash_point(faults.BRONZE_AFTER_APPEND)
         counts, reasons = tally.counts, dict(tally.reasons)
         good, bad = tally.good, tally.bad
         if bad:
@@ -421,6 +423,8 @@ class BronzeIngestor:
             storage.append_idempotent(
                 rejects, BRONZE_QUARANTINE, self.quarantine_path, self.app_id, run_seq
             )
+        faults.crash_point(faults.BRONZE_AFTER_QUARANTINE)
+        faults.crash_point(faults.BRONZE_BEFORE_COMMIT)
         committed = [(path, COMMITTED) for path in files]
         self._write_log(run_seq, committed, mode, ingested_at, counts, stats)
         result = RunResult(

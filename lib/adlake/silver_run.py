@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import StringType, StructField, StructType
 
-from adlake import clock, metrics, schemas, silver, storage
+from adlake import clock, faults, metrics, schemas, silver, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import (
@@ -305,6 +305,7 @@ class SilverProcessor:
                 if stats.rows_in > stats.rejected_rows
                 else storage.MergeCounts(0, 0)
             )
+            faults.crash_point(faults.SILVER_AFTER_MERGE)
             quarantined = (
                 storage.merge_insert_new(
                     self._quarantine_rows(checked, target, batch_id, started),
@@ -314,6 +315,7 @@ class SilverProcessor:
                 if stats.rejected_rows
                 else storage.MergeCounts(0, 0)
             )
+            faults.crash_point(faults.SILVER_AFTER_QUARANTINE)
         finally:
             checked.unpersist()
         valid_rows = stats.rows_in - stats.rejected_rows
@@ -350,8 +352,10 @@ class SilverProcessor:
                 row.duplicates_in_batch,
                 row.duplicates_existing,
             )
+        faults.crash_point(faults.SILVER_BEFORE_AUDIT)
         if stats.rows_in:
             self._write_audit(row, stats, started, txn_app)
+        faults.crash_point(faults.SILVER_AFTER_AUDIT)
         metrics.record_batch(
             JOB,
             target,
