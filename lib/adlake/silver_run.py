@@ -17,12 +17,12 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import StringType, StructField, StructType
@@ -131,9 +131,22 @@ def existing_duplicates(merge: storage.MergeCounts, candidates: int) -> int:
 
 
 def with_raw_record(df: DataFrame) -> DataFrame:
-    """Attach the bronze record (contract fields and rescued data) as JSON, for the quarantine."""
+    """Attach the bronze record (contract fields and rescued data) for the quarantine.
+
+    A struct, not text: `record_json_if_rejected` writes JSON only for rejected rows, so
+    the rows that pass (nearly all) never pay for serializing their record.
+    """
     fields = [F.col(c) for c in df.columns if c not in _METADATA - {schemas.RESCUED_DATA}]
-    return df.withColumn(silver.RECORD, F.to_json(F.struct(*fields)))
+    return df.withColumn(silver.RECORD, F.struct(*fields))
+
+
+def record_json_if_rejected(valid: Column) -> Callable[[DataFrame], DataFrame]:
+    """The attached bronze record as JSON on rejected rows, null on valid ones."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        return df.withColumn(silver.RECORD, F.when(~valid, F.to_json(F.col(silver.RECORD))))
+
+    return transform
 
 
 @dataclass(frozen=True)
@@ -279,6 +292,7 @@ class SilverProcessor:
             df.transform(silver.with_dedup_key(id_col, business))
             .withColumn(id_col, F.col(silver.DEDUP_KEY))
             .transform(silver.apply_rules(self.cfg.silver.rules, target))
+            .transform(record_json_if_rejected(valid))
             .transform(silver.flag_duplicates_in_batch(among=valid))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
