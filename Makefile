@@ -6,21 +6,30 @@ CONFIG ?= conf/local.yaml
 IMPRESSIONS ?= 20000
 SEED ?= 42
 
-.PHONY: setup demo test lint promtool-test
+.PHONY: setup demo test lint promtool-test notebooks notebooks-html
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	@bash scripts/demo.sh "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
+	@if [ -n "$(HTML)" ]; then bash scripts/notebooks.sh html "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"; fi
+
+# Analysts: the sample lakehouse (make demo, only when it has no gold tables yet), then Jupyter
+# Lab on notebooks/. notebooks-html (or `make demo HTML=1`) renders them to <lakehouse>/_reports.
+notebooks: setup
+	@bash scripts/notebooks.sh lab "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
+
+notebooks-html: setup
+	@bash scripts/notebooks.sh html "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
 
 test: setup promtool-test
-	@.venv/bin/ruff check lib jobs scripts tests
+	@.venv/bin/ruff check lib jobs scripts tests notebooks
 	@.venv/bin/mypy lib jobs scripts
 	@.venv/bin/python -m pytest -q
 
 lint: setup
-	@.venv/bin/ruff check lib jobs scripts tests && .venv/bin/mypy lib jobs scripts
+	@.venv/bin/ruff check lib jobs scripts tests notebooks && .venv/bin/mypy lib jobs scripts
 
 # Alerting rules: installs promtool/Prometheus/Alertmanager if missing (Debian packages, root), then
 # checks conf/prometheus/alerts.yml and runs its unit tests.
