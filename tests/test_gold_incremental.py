@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 from datetime import date, datetime, timedelta, timezone
@@ -9,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pyspark.sql import SparkSession
 
 from adlake import gold_run, storage
@@ -162,6 +164,41 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
     _append(spark, inc, batch_b)
     gold_run.build_gold(spark, inc)
     assert all(storage.table_version(spark, inc.table_path(t)) == v + 1 for t, v in before.items())
+
+    for spec in (*EVENT_TABLES, SILVER_CREATIVES):
+        shutil.copytree(inc.table_path(spec.relative_path), full.table_path(spec.relative_path))
+    gold_run.build_gold(spark, full, full=True)
+    _assert_tables_equal(spark, inc, full)
+
+
+def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silver(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OPTIMIZE + VACUUM after gold's last build delete the files of the silver versions it
+    recorded: the increment cannot subtract their old Markov counts, so gold starts over."""
+    inc = config_for(tmp_path / "inc")
+    full = config_for(tmp_path / "full")
+    _creatives(spark, inc)
+    _append(spark, inc, _events(1, 0, 20, USERS[:12], 200))
+    gold_run.build_gold(spark, inc)
+    _append(spark, inc, _events(2, 19, 22, [*USERS[8:], "u-new"], 40))
+    impressions = inc.table_path(SILVER_IMPRESSIONS.relative_path)
+    spark.sql(f"OPTIMIZE delta.`{impressions}`")
+    checks = {
+        "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+        "spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false",
+    }
+    try:
+        for key, value in checks.items():
+            spark.conf.set(key, value)
+        spark.sql(f"VACUUM delta.`{impressions}` RETAIN 0 HOURS")
+    finally:
+        for key in checks:
+            spark.conf.unset(key)
+
+    with caplog.at_level(logging.WARNING, logger="adlake.gold_run"):
+        gold_run.build_gold(spark, inc)
+    assert any("rebuilding in full" in r.getMessage() for r in caplog.records)
 
     for spec in (*EVENT_TABLES, SILVER_CREATIVES):
         shutil.copytree(inc.table_path(spec.relative_path), full.table_path(spec.relative_path))

@@ -16,7 +16,7 @@ from pyspark.sql.types import DateType, LongType, StringType, StructField, Struc
 
 from adlake import maintenance
 from adlake.config import ConfigError
-from adlake.gold_run import CAMPAIGN_DAILY, GOLD_TABLES
+from adlake.gold_run import CAMPAIGN_DAILY, GOLD_STATE_TABLES, GOLD_TABLES
 from adlake.maintenance import MaintainedTable, TableOutcome
 from adlake.tables import ALL_TABLES
 from tests.conftest import write_config
@@ -39,8 +39,11 @@ def _paths(tables: tuple[MaintainedTable, ...]) -> list[str]:
 
 def test_catalog_is_the_declared_tables_then_gold() -> None:
     catalog = maintenance.maintained_tables()
-    assert _paths(catalog) == [s.relative_path for s in ALL_TABLES] + list(GOLD_TABLES)
-    assert catalog[-1] == MaintainedTable("gold.bid_funnel_daily", "gold/bid_funnel_daily")
+    assert _paths(catalog) == [s.relative_path for s in ALL_TABLES] + [
+        *GOLD_TABLES,
+        *GOLD_STATE_TABLES,
+    ]
+    assert catalog[-1] == MaintainedTable("gold.conversion_channels", "gold/conversion_channels")
 
 
 def test_select_tables_by_group_path_and_all_in_catalog_order_once() -> None:
@@ -49,6 +52,8 @@ def test_select_tables_by_group_path_and_all_in_catalog_order_once() -> None:
         "gold/campaign_daily",
         "gold/campaign_attribution_daily",
         "gold/bid_funnel_daily",
+        "gold/markov_transitions",
+        "gold/conversion_channels",
     ]
     assert _paths(maintenance.select_tables(" gold/campaign_daily , silver/clicks,gold ")) == [
         "silver/clicks",
@@ -56,6 +61,8 @@ def test_select_tables_by_group_path_and_all_in_catalog_order_once() -> None:
         "gold/campaign_daily",
         "gold/campaign_attribution_daily",
         "gold/bid_funnel_daily",
+        "gold/markov_transitions",
+        "gold/conversion_channels",
     ]
     assert maintenance.select_tables("all,ops") == maintenance.maintained_tables()
     assert {t.group for t in maintenance.select_tables("ops")} == {"ops"}
