@@ -1079,3 +1079,42 @@ def test_bid_funnel_counts_each_won_auction_once_across_groups(spark: SparkSessi
     )
     actual = A.bid_funnel_daily(bid_requests, impressions)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_bid_funnel_for_dates_equals_the_full_funnel_on_those_dates(spark: SparkSession) -> None:
+    """An auction whose bid requests span two dates is ranked over all of them, whichever
+    dates are recomputed; other dates' rows are not produced."""
+    d0 = D1 - timedelta(days=1)
+
+    def bid(request: str, auction: str | None, day: date, amount: str) -> tuple[Any, ...]:
+        ts = datetime(day.year, day.month, day.day, 23, 59, tzinfo=timezone.utc)
+        return (request, auction, ts, day, "u1", "US", Decimal(amount), "cr1", "k1", "w1")
+
+    bid_requests = spark.createDataFrame(
+        [
+            bid("r1", "a1", D1, "2"),
+            bid("r2", "a1", D2, "3"),  # a1 is won on D2, though it started on D1
+            bid("r3", "a2", D1, "1"),
+            bid("r4", None, D1, "1"),  # no auction: a request all the same
+            bid("r5", "a3", d0, "5"),
+            bid("r6", "a4", D2, "1"),
+        ],
+        struct(
+            ("request_id", STR), ("auction_id", STR), ("event_ts", TS),
+            ("event_date", DateType()), ("user_id", STR), ("country", STR),
+            ("bid_amount", MONEY), ("creative_id", STR), ("campaign_id", STR), ("website", STR),
+        ),
+    )  # fmt: skip
+    impressions = spark.createDataFrame(
+        [("i1", "a1", Decimal("0.5")), ("i2", "a2", Decimal("0.25")), ("i3", "a3", Decimal("1"))],
+        struct(("impression_id", STR), ("auction_id", STR), ("cost", MONEY)),
+    )
+    full = A.bid_funnel_daily(bid_requests, impressions)
+    for dates in ([D1], [D2], [D1, D2], [d0]):
+        actual = A.bid_funnel_for_dates(bid_requests, impressions, dates)
+        expected = full.where(F.col("event_date").isin(dates))
+        assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+    d1 = A.bid_funnel_for_dates(bid_requests, impressions, [D1]).collect()
+    assert [(r["bid_requests"], r["won_impressions"], r["spend"]) for r in d1] == [
+        (3, 1, Decimal("0.25"))
+    ]

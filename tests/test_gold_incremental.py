@@ -171,17 +171,22 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
     _assert_tables_equal(spark, inc, full)
 
 
+@pytest.mark.parametrize("compacted", ["appended files", "recorded version"])
 def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silver(
-    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture, compacted: str
 ) -> None:
-    """OPTIMIZE + VACUUM after gold's last build delete the files of the silver versions it
-    recorded: the increment cannot subtract their old Markov counts, so gold starts over."""
+    """OPTIMIZE + VACUUM since gold's last build deleted either the files appended since
+    (they were compacted) or those of the silver version gold recorded (its old Markov
+    counts cannot be subtracted): gold starts over, with a warning, and equals a full build."""
     inc = config_for(tmp_path / "inc")
     full = config_for(tmp_path / "full")
     _creatives(spark, inc)
-    _append(spark, inc, _events(1, 0, 20, USERS[:12], 200))
+    _append(spark, inc, _events(1, 0, 20, USERS[:12], 150))
+    _append(spark, inc, _events(4, 0, 20, USERS[:12], 150))  # two files a day: OPTIMIZE compacts
     gold_run.build_gold(spark, inc)
-    _append(spark, inc, _events(2, 19, 22, [*USERS[8:], "u-new"], 40))
+    increment = _events(2, 19, 22, [*USERS[8:], "u-new"], 40)
+    if compacted == "appended files":
+        _append(spark, inc, increment)
     impressions = inc.table_path(SILVER_IMPRESSIONS.relative_path)
     spark.sql(f"OPTIMIZE delta.`{impressions}`")
     checks = {
@@ -195,6 +200,13 @@ def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silv
     finally:
         for key in checks:
             spark.conf.unset(key)
+    if compacted == "recorded version":
+        _append(spark, inc, increment)
+
+    vacuumed = spark.sql(f"DESCRIBE HISTORY delta.`{impressions}`").where(
+        "operation = 'VACUUM END'"
+    )
+    assert vacuumed.first()["operationMetrics"]["numDeletedFiles"] != "0"
 
     with caplog.at_level(logging.WARNING, logger="adlake.gold_run"):
         gold_run.build_gold(spark, inc)

@@ -67,7 +67,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import Enum
 from types import MappingProxyType
 from typing import Final
@@ -1062,3 +1062,22 @@ def bid_funnel_daily(bid_requests: DataFrame, impressions: DataFrame) -> DataFra
         F.col("avg_bid_cpm"),
         F.coalesce(F.col("_won_spend"), F.lit(0).cast(MONEY_SUM)).cast(MONEY_SUM).alias("spend"),
     )
+
+
+def bid_funnel_for_dates(
+    bid_requests: DataFrame, impressions: DataFrame, dates: Sequence[date]
+) -> DataFrame:
+    """`bid_funnel_daily` rows of the given event dates only, equal to the full table's.
+
+    Reads the bid requests of those dates, plus the other bid requests and the impressions
+    of their auctions only (an auction's winner is decided over all its bid requests,
+    whatever their date), so an increment does not rank every auction again.
+    """
+    on_dates = F.col("event_date").isin(list(dates))
+    chosen = bid_requests.where(on_dates)
+    auctions = chosen.where(F.col("auction_id").isNotNull()).select("auction_id").distinct()
+    elsewhere = bid_requests.where(~on_dates | F.col("event_date").isNull()).join(
+        auctions, "auction_id", "left_semi"
+    )
+    won = impressions.join(auctions, "auction_id", "left_semi")
+    return bid_funnel_daily(chosen.unionByName(elsewhere), won).where(on_dates)

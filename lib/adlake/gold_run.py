@@ -187,8 +187,18 @@ def build_gold(
                 log.info("gold %s: %d dates replaced", CAMPAIGN_DAILY, len(dates))
         stamp = fingerprint((SILVER_BID_REQUESTS, SILVER_IMPRESSIONS))
         if not _unchanged(spark, cfg, BID_FUNNEL_DAILY, stamp, written):
-            funnel = attribution.bid_funnel_daily(silver(SILVER_BID_REQUESTS), impressions)
-            _replace(funnel, BID_FUNNEL_DAILY, cfg, stamp, written)
+            bids = silver(SILVER_BID_REQUESTS)
+            funnel_dates = None if full else _funnel_dates(spark, cfg, stamp, pinned, bids)
+            if funnel_dates is None:
+                funnel = attribution.bid_funnel_daily(bids, impressions)
+                _replace(funnel, BID_FUNNEL_DAILY, cfg, stamp, written)
+            else:
+                funnel = attribution.bid_funnel_for_dates(bids, impressions, funnel_dates)
+                location = cfg.table_path(BID_FUNNEL_DAILY)
+                storage.replace_partitions(funnel, BID_FUNNEL_DAILY, location, "event_date",
+                                           funnel_dates, stamp)  # fmt: skip
+                written[BID_FUNNEL_DAILY] = _rows(spark, location)
+                log.info("gold %s: %d dates replaced", BID_FUNNEL_DAILY, len(funnel_dates))
     return written
 
 
@@ -203,6 +213,7 @@ def _time_travel_gone(error: Exception) -> bool:
             "VERSION_NOT_FOUND",
             "VersionNotFound",
             "FAILED_READ_FILE.FILE_NOT_EXIST",
+            "PATH_NOT_FOUND",
         )
     )
 
@@ -259,8 +270,69 @@ def _appended(
         if files is None:
             log.info("gold: %s changed other than by appends, full rebuild", spec.name)
             return None
+        if not storage.all_exist(spark, (f.path for f in files)):
+            # Compacted by OPTIMIZE and then removed by VACUUM since gold's last build.
+            log.warning("gold: files appended to %s since the last build were vacuumed; "
+                        "rebuilding in full", spec.name)  # fmt: skip
+            return None
         appended[spec.relative_path] = files
     return appended
+
+
+_FUNNEL_INPUTS = (SILVER_BID_REQUESTS, SILVER_IMPRESSIONS)
+_AUCTION_SCHEMA = StructType([StructField("auction_id", StringType(), True)])
+
+
+def _funnel_dates(
+    spark: SparkSession,
+    cfg: AppConfig,
+    stamp: str,
+    pinned: Mapping[str, int | None],
+    bids: DataFrame,
+) -> list[date] | None:
+    """The bid funnel's event dates that rows appended since its last build can change.
+
+    Those are the dates of appended bid requests, and every date holding a bid request of
+    an auction an appended bid request or impression belongs to (a new bid can take the
+    win from another date; a new impression counts at its auction's winning request).
+    None: rebuild in full (first build, new parameters or logic, a change that was not an
+    append, or an appended row without a date).
+    """
+    built_stamp = storage.derived_commit(spark, cfg.table_path(BID_FUNNEL_DAILY))[0]
+    if built_stamp is None:
+        return None
+    built, wanted = json.loads(built_stamp), json.loads(stamp)
+    if built.get("logic") != wanted["logic"]:
+        return None
+    inputs: dict[str, Any] = built.get("inputs") or {}
+    paths: list[str] = []
+    dates: set[date] = set()
+    for spec in _FUNNEL_INPUTS:
+        then, now = inputs.get(spec.relative_path), pinned[spec.relative_path]
+        if then is None or now is None or then > now:
+            return None
+        files = storage.appended_files(spark, cfg.table_path(spec.relative_path), then, now)
+        if files is None or not storage.all_exist(spark, (f.path for f in files)):
+            return None
+        for f in files:
+            value = f.partition_values.get("event_date")
+            if value is None:
+                return None
+            if spec is SILVER_BID_REQUESTS:
+                dates.add(date.fromisoformat(value))
+            paths.append(f.path)
+    if paths:
+        auctions = (
+            spark.read.schema(_AUCTION_SCHEMA)
+            .parquet(*paths)
+            .where(F.col("auction_id").isNotNull())
+        )
+        related = bids.join(auctions.distinct(), "auction_id", "left_semi")
+        for row in related.select("event_date").distinct().collect():
+            if row[0] is None:
+                return None
+            dates.add(row[0])
+    return sorted(dates)
 
 
 def _dates_of(appended: Mapping[str, list[storage.AddedFile]]) -> list[date | None]:

@@ -89,6 +89,15 @@ def _fs_path(spark: SparkSession, location: str) -> tuple[Any, Any]:
     return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
+def all_exist(spark: SparkSession, paths: Iterable[str]) -> bool:
+    """True when every path exists (one FileSystem call each, no Spark job)."""
+    for path in paths:
+        fs, hadoop_path = _fs_path(spark, path)
+        if not fs.exists(hadoop_path):
+            return False
+    return True
+
+
 def commit_versions(spark: SparkSession, location: str) -> list[int]:
     """Versions of the commit files in the table's `_delta_log/` (empty: no table)."""
     fs, path = _fs_path(spark, location.rstrip("/") + "/_delta_log")
