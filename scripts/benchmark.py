@@ -329,9 +329,10 @@ _SILVER_EVENTS["silver/conversions"] = "event_id"
 def append_silver_increment(spark: SparkSession, cfg: AppConfig, share: float) -> int:
     """Append `share` of each silver event table again as new events on its newest day.
 
-    Sampled rows get new ids (`-inc` suffix) and keep their users, campaigns and time of day
-    (returning users, as in a real hourly batch), so gold's increment touches one date and
-    the users in the sample. Plain Delta appends: what silver's insert-only MERGE commits.
+    Sampled rows get new ids (`-inc<version>` suffix) and keep their users, campaigns and
+    time of day (returning users, as in a real hourly batch), so gold's increment touches
+    one date and the users in the sample. Plain Delta appends: what silver's insert-only
+    MERGE commits.
     """
     total = 0
     for relative, id_col in _SILVER_EVENTS.items():
@@ -341,16 +342,17 @@ def append_silver_increment(spark: SparkSession, cfg: AppConfig, share: float) -
         assert newest is not None and newest[0] is not None
         day = F.lit(newest[0])
         sample = table.sample(fraction=share, seed=7)
+        before = storage.latest_version(spark, location)
         moved = sample.withColumns(
             {
-                id_col: F.concat(F.col(id_col), F.lit("-inc")),
+                # Unique per increment, so a second benchmark run never repeats an id.
+                id_col: F.concat(F.col(id_col), F.lit(f"-inc{before}")),
                 "event_ts": F.timestamp_add(
                     "DAY", F.date_diff(day, F.col("event_date")), F.col("event_ts")
                 ),
                 "event_date": day,
             }
         ).select(*table.columns)
-        before = storage.latest_version(spark, location)
         moved.write.format("delta").mode("append").save(location)
         version = storage.latest_version(spark, location)
         assert version is not None and version != before
