@@ -6,15 +6,24 @@ CONFIG ?= conf/local.yaml
 IMPRESSIONS ?= 20000
 SEED ?= 42
 
-.PHONY: setup demo test lint promtool-test
+.PHONY: setup setup-s3 package demo test lint promtool-test
 
 setup:
 	@bash scripts/setup.sh
 
+# Opt-in: the S3A jars of conf/cluster.yaml (hadoop-aws + AWS SDK v2 S3 modules, ~18 MB) into
+# .venv/spark-conf-cluster/ (use with SPARK_CONF_DIR=.venv/spark-conf-cluster).
+setup-s3: setup
+	@bash scripts/setup_s3.sh
+
+# dist/adlake-<version>.zip of lib/adlake, for spark-submit --py-files.
+package:
+	@bash scripts/package.sh
+
 demo: setup
 	@bash scripts/demo.sh "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
 
-test: setup promtool-test
+test: setup setup-s3 promtool-test
 	@.venv/bin/ruff check lib jobs scripts tests
 	@.venv/bin/mypy lib jobs scripts
 	@.venv/bin/python -m pytest -q
