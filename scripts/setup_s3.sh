@@ -25,12 +25,13 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$SPARK_CONF_DIR/s
   echo "setup_s3: ready ($SPARK_CONF_DIR/spark-defaults.conf)"
   exit 0
 fi
-command -v mvn >/dev/null 2>&1 || die_mvn=1
-if [ "${die_mvn:-0}" = 1 ]; then
+if ! command -v mvn >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup_s3: installing maven to resolve JVM packages"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null
   else
-    echo "setup_s3: mvn is needed once to resolve $packages (install maven)" >&2; exit 1
+    echo "setup_s3: mvn is needed once to resolve $packages (install maven)" >&2
+    exit 1
   fi
 fi
 work=$(mktemp -d)
