@@ -24,7 +24,7 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from adlake.config import ConfigError, load_config
+from adlake.config import ConfigError, load_config, parse_config
 from adlake.datagen import DatagenConfig, generate_landing
 from adlake.session import spark_home
 from tests.conftest import config_dict_for
@@ -83,6 +83,20 @@ def test_cluster_config_without_its_bucket_variable_names_the_key(
     with pytest.raises(ConfigError, match="ADLAKE_BUCKET is not set") as failed:
         load_config(ROOT / "conf" / "cluster.yaml")
     assert failed.value.key == "paths.landing"
+
+
+def test_environment_variables_in_local_paths_and_their_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADLAKE_TEST_ROOT", str(tmp_path))
+    monkeypatch.delenv("ADLAKE_UNSET", raising=False)
+    data = config_dict_for(tmp_path)
+    data["paths"]["lakehouse"] = "${ADLAKE_TEST_ROOT}/lake"
+    assert parse_config(data, Path("/")).paths.lakehouse == str(tmp_path / "lake")
+    data["metrics"]["textfile_dir"] = "$ADLAKE_UNSET/metrics"
+    with pytest.raises(ConfigError, match="ADLAKE_UNSET is not set") as failed:
+        parse_config(data, Path("/"))
+    assert failed.value.key == "metrics.textfile_dir"
 
 
 def test_package_zip_holds_the_library_and_is_reproducible(tmp_path: Path) -> None:
