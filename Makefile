@@ -6,10 +6,19 @@ CONFIG ?= conf/local.yaml
 IMPRESSIONS ?= 20000
 SEED ?= 42
 
-.PHONY: setup demo test lint promtool-test notebooks notebooks-html
+.PHONY: setup setup-s3 package demo test lint promtool-test notebooks notebooks-html
 
 setup:
 	@bash scripts/setup.sh
+
+# Opt-in: the S3A jars of conf/cluster.yaml (hadoop-aws + AWS SDK v2 S3 modules, ~18 MB) into
+# .venv/spark-conf-cluster/ (use with SPARK_CONF_DIR=.venv/spark-conf-cluster).
+setup-s3: setup
+	@bash scripts/setup_s3.sh
+
+# dist/adlake-<version>.zip of lib/adlake, for spark-submit --py-files.
+package:
+	@bash scripts/package.sh
 
 demo: setup
 	@bash scripts/demo.sh "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
@@ -23,7 +32,7 @@ notebooks: setup
 notebooks-html: setup
 	@bash scripts/notebooks.sh html "$(CONFIG)" "$(IMPRESSIONS)" "$(SEED)"
 
-test: setup promtool-test
+test: setup setup-s3 promtool-test
 	@.venv/bin/ruff check lib jobs scripts tests notebooks
 	@.venv/bin/mypy lib jobs scripts
 	@.venv/bin/python -m pytest -q

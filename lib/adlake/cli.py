@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, load_config, parse_trigger
 from adlake.lease import LeaseHeldError
@@ -40,6 +41,8 @@ def configure_logging(level: str) -> None:
 def run_job(name: str, args: argparse.Namespace, body: Callable[[AppConfig], None]) -> int:
     """Load the config, run the job body, and map failures to a non-zero exit code."""
     configure_logging(args.log_level)
+    # Which code runs: the checkout, an installed wheel, or a --py-files zip on a cluster.
+    log.info("%s: adlake from %s", name, Path(__file__).parent)
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:

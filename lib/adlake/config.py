@@ -150,11 +150,22 @@ def _is_uri(value: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value))
 
 
-def _resolve_path(value: str, base: Path) -> str:
-    if _is_uri(value):
-        return value
-    expanded = Path(os.path.expandvars(os.path.expanduser(value)))
-    return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
+_ENV_REFERENCE = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def _resolve_path(value: str, base: Path, key: str = "paths") -> str:
+    """`$VAR` / `${VAR}` come from the environment, in URIs too (a cluster config names its
+    bucket as `s3a://${ADLAKE_BUCKET}/...`); an unset one fails naming the key. Local paths
+    are made absolute against `base`; URIs are kept."""
+    expanded = os.path.expandvars(value)
+    unset = _ENV_REFERENCE.search(expanded)
+    if unset:
+        name = unset.group(1).strip("{}")
+        raise ConfigError(key, f"environment variable {name} is not set (in {value!r})")
+    if _is_uri(expanded):
+        return expanded
+    local = Path(os.path.expanduser(expanded))
+    return str(local if local.is_absolute() else (base / local).resolve())
 
 
 class ConfigSection:
@@ -264,9 +275,9 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
 
     p = root.section("paths")
     paths = Paths(
-        landing=_resolve_path(p.get("landing", str), base_dir),
-        lakehouse=_resolve_path(p.get("lakehouse", str), base_dir),
-        checkpoints=_resolve_path(p.get("checkpoints", str), base_dir),
+        landing=_resolve_path(p.get("landing", str), base_dir, p.key("landing")),
+        lakehouse=_resolve_path(p.get("lakehouse", str), base_dir, p.key("lakehouse")),
+        checkpoints=_resolve_path(p.get("checkpoints", str), base_dir, p.key("checkpoints")),
     )
     p.done()
 
@@ -301,7 +312,7 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
     jvm = JvmSettings(
         packages=tuple(packages),
         excludes=tuple(excludes),
-        ivy_dir=_resolve_path(ivy_dir, base_dir) if ivy_dir else None,
+        ivy_dir=_resolve_path(ivy_dir, base_dir, j.key("ivy_dir")) if ivy_dir else None,
     )
     j.done()
 
@@ -462,7 +473,7 @@ def _metrics(m: ConfigSection, paths: Paths, base_dir: Path) -> MetricsSettings:
         http_port=port,
         pushgateway_url=url or None,
         textfile_dir=(
-            _resolve_path(textfile, base_dir)
+            _resolve_path(textfile, base_dir, m.key("textfile_dir"))
             if textfile
             else join_path(paths.lakehouse, "_metrics")
         ),
