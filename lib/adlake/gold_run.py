@@ -116,16 +116,8 @@ def build_gold(
             group = (CONVERSION_ATTRIBUTION, *GOLD_STATE_TABLES)
             since = None if full else _built_from(spark, cfg, group, stamp, pinned)
             appended = None if since is None else _appended(spark, cfg, since, pinned)
-            if since is None or appended is None:
-                _attribution_full(
-                    spark,
-                    cfg,
-                    stamp,
-                    touches_of(impressions, clicks, creatives),
-                    conversions,
-                    written,
-                )
-            else:
+            incremental = since is not None and appended is not None
+            if since is not None and appended is not None:
                 users = _users_of(spark, appended)
                 old = {s.relative_path: silver(s, since[s.relative_path]) for s in _EVENT_SOURCES}
                 try:
@@ -148,14 +140,16 @@ def build_gold(
                         "gold attribution: silver at the recorded versions is no longer "
                         "readable (vacuumed); rebuilding in full"
                     )
-                    _attribution_full(
-                        spark,
-                        cfg,
-                        stamp,
-                        touches_of(impressions, clicks, creatives),
-                        conversions,
-                        written,
-                    )
+                    incremental = False
+            if not incremental:
+                _attribution_full(
+                    spark,
+                    cfg,
+                    stamp,
+                    touches_of(impressions, clicks, creatives),
+                    conversions,
+                    written,
+                )
         # A function of the attribution table just written: same inputs, same stamp.
         by_day_stamp = json.dumps({"derived_from": stamp}, sort_keys=True)
         if not _unchanged(spark, cfg, CAMPAIGN_ATTRIBUTION_DAILY, by_day_stamp, written):

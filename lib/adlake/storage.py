@@ -129,18 +129,10 @@ def last_user_metadata(spark: SparkSession, location: str) -> str | None:
 
 
 def commit_info(spark: SparkSession, location: str, version: int) -> dict[str, Any]:
-    """The `commitInfo` action of one commit file ({} when the commit has none)."""
-    fs, path = _fs_path(spark, f"{location.rstrip('/')}/_delta_log/{version:020d}.json")
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    stream = fs.open(path)
-    try:
-        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
-    for line in str(text).splitlines():
-        if '"commitInfo"' in line:
-            info: dict[str, Any] = json.loads(line).get("commitInfo", {})
+    """The `commitInfo` action of one commit file ({} when the commit has none or is gone)."""
+    for action in _commit_actions(spark, location, version) or []:
+        if "commitInfo" in action:
+            info: dict[str, Any] = action["commitInfo"]
             return info
     return {}
 
