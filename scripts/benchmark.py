@@ -305,7 +305,7 @@ def flat_batches(
     result: dict[str, Any] = {"batch_rows": batch_rows, "history_days": days}
     for rows in histories:
         cfg = fresh(config_for(workdir, f"flat-{rows}"))
-        location = cfg.table_path(SILVER_IMPRESSIONS.relative_path)
+        location = SILVER_IMPRESSIONS.location(cfg)
         _, build_s = _timed(_synthetic_history, spark, location, rows, days)
         processor = silver_run.SilverProcessor(spark, cfg, "batch")
         processor.refresh_creatives()

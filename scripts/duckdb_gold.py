@@ -35,18 +35,19 @@ import duckdb
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import attribution, gold_run, storage
-from adlake.attribution import AttributionParams
+from adlake import gold_run, storage
 from adlake.config import join_path
+from adlake.settings import gold as models
+from adlake.settings.gold import DEFAULT_PARAMS, AttributionParams
 
 log = logging.getLogger("duckdb_gold")
 
 HEURISTIC_MODELS: tuple[str, ...] = (
-    attribution.LAST_TOUCH,
-    attribution.FIRST_TOUCH,
-    attribution.LINEAR,
-    attribution.TIME_DECAY,
-    attribution.POSITION_BASED,
+    models.LAST_TOUCH,
+    models.FIRST_TOUCH,
+    models.LINEAR,
+    models.TIME_DECAY,
+    models.POSITION_BASED,
 )
 CREDIT_TOLERANCE = 1e-9
 
@@ -278,7 +279,7 @@ FROM daily d LEFT JOIN advertisers a ON d.campaign_id = a.campaign_id
 
 def run_duckdb(
     parquet_dir: Path,
-    params: AttributionParams = attribution.DEFAULT_PARAMS,
+    params: AttributionParams = DEFAULT_PARAMS,
     out_dir: Path | None = None,
     threads: int | None = None,
 ) -> DuckDBResult:

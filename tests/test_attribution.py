@@ -29,7 +29,7 @@ from pyspark.sql.types import (
 )
 
 from adlake import attribution as A
-from adlake.attribution import AttributionParams
+from adlake.settings.gold import AttributionParams, AttributionParamsError
 
 STR = StringType()
 TS = TimestampType()
@@ -406,17 +406,17 @@ def test_per_campaign_override(spark: SparkSession) -> None:
 
 
 def test_params_validation() -> None:
-    with pytest.raises(A.AttributionParamsError, match="click_window"):
+    with pytest.raises(AttributionParamsError, match="click_window"):
         AttributionParams(click_window=-SECOND)
-    with pytest.raises(A.AttributionParamsError, match="view_window"):
+    with pytest.raises(AttributionParamsError, match="view_window"):
         AttributionParams(view_window=timedelta(milliseconds=1500))
-    with pytest.raises(A.AttributionParamsError, match="half_life"):
+    with pytest.raises(AttributionParamsError, match="half_life"):
         AttributionParams(half_life=timedelta(0))
-    with pytest.raises(A.AttributionParamsError, match="first_touch_weight"):
+    with pytest.raises(AttributionParamsError, match="first_touch_weight"):
         AttributionParams(first_touch_weight=0.7, last_touch_weight=0.4)
-    with pytest.raises(A.AttributionParamsError, match="markov_channel"):
+    with pytest.raises(AttributionParamsError, match="markov_channel"):
         AttributionParams(markov_channel="country")
-    with pytest.raises(A.AttributionParamsError, match=r"params_by_campaign\['k1'\]\.markov"):
+    with pytest.raises(AttributionParamsError, match=r"params_by_campaign\['k1'\]\.markov"):
         AttributionParams(
             params_by_campaign={"k1": AttributionParams(markov_channel="creative_id")}
         )

@@ -15,9 +15,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from adlake import schemas
-from adlake.bronze_ingest import COMMITTED, BronzeIngestor, run_batch
+from adlake.bronze_ingest import BronzeIngestor, run_batch
 from adlake.config import SOURCES, AppConfig
-from adlake.tables import BRONZE_QUARANTINE, INGEST_FILE_LOG
+from adlake.tables import BRONZE_QUARANTINE, COMMITTED, INGEST_FILE_LOG
 from tests.conftest import config_for
 
 SEED_IMPRESSIONS = (
@@ -538,7 +538,7 @@ def test_file_log_written_before_the_stats_columns_keeps_working(
             for status in ("planned", COMMITTED)
         ],
         old_schema,
-    ).write.format("delta").save(cfg.table_path(INGEST_FILE_LOG.relative_path))
+    ).write.format("delta").save(INGEST_FILE_LOG.location(cfg))
 
     land(cfg, "impressions", "new.jsonl", SEED_IMPRESSIONS)
     results = run_batch(spark, cfg, ["impressions"])

@@ -105,7 +105,7 @@ def _events(seed: int, first_day: int, last_day: int, users: list[str | None], n
 
 def _append(spark: SparkSession, cfg: AppConfig, rows: dict) -> None:
     for spec, values in rows.items():
-        location = cfg.table_path(spec.relative_path)
+        location = spec.location(cfg)
         storage.ensure_table(spark, spec, location)
         df = spark.createDataFrame(values, spec.schema)
         if spec.keys and all(v[spec.schema.fieldNames().index(spec.keys[0])] for v in values):
@@ -116,7 +116,7 @@ def _append(spark: SparkSession, cfg: AppConfig, rows: dict) -> None:
 
 def _creatives(spark: SparkSession, cfg: AppConfig) -> None:
     rows = [(c, k, f"adv{k}", c, "banner", "ref.csv", START) for c, k in CREATIVES.items()]
-    location = cfg.table_path(SILVER_CREATIVES.relative_path)
+    location = SILVER_CREATIVES.location(cfg)
     storage.replace_table(
         spark.createDataFrame(rows, SILVER_CREATIVES.schema), SILVER_CREATIVES, location, "v1"
     )
@@ -166,7 +166,7 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
     assert all(storage.table_version(spark, inc.table_path(t)) == v + 1 for t, v in before.items())
 
     for spec in (*EVENT_TABLES, SILVER_CREATIVES):
-        shutil.copytree(inc.table_path(spec.relative_path), full.table_path(spec.relative_path))
+        shutil.copytree(spec.location(inc), full.table_path(spec.relative_path))
     gold_run.build_gold(spark, full, full=True)
     _assert_tables_equal(spark, inc, full)
 
@@ -187,7 +187,7 @@ def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silv
     increment = _events(2, 19, 22, [*USERS[8:], "u-new"], 40)
     if compacted == "appended files":
         _append(spark, inc, increment)
-    impressions = inc.table_path(SILVER_IMPRESSIONS.relative_path)
+    impressions = SILVER_IMPRESSIONS.location(inc)
     spark.sql(f"OPTIMIZE delta.`{impressions}`")
     checks = {
         "spark.databricks.delta.retentionDurationCheck.enabled": "false",
@@ -213,6 +213,6 @@ def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silv
     assert any("rebuilding in full" in r.getMessage() for r in caplog.records)
 
     for spec in (*EVENT_TABLES, SILVER_CREATIVES):
-        shutil.copytree(inc.table_path(spec.relative_path), full.table_path(spec.relative_path))
+        shutil.copytree(spec.location(inc), full.table_path(spec.relative_path))
     gold_run.build_gold(spark, full, full=True)
     _assert_tables_equal(spark, inc, full)

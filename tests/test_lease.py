@@ -54,12 +54,12 @@ def test_second_bronze_run_fails_clearly_and_marks_nothing_committed(
     )
     assert all(r.exc_info is None for r in caplog.records)
     # Nothing was planned, written or logged as committed.
-    assert not storage.is_table(spark, cfg.table_path(INGEST_FILE_LOG.relative_path))
-    assert not storage.is_table(spark, cfg.table_path(BRONZE_IMPRESSIONS.relative_path))
+    assert not storage.is_table(spark, INGEST_FILE_LOG.location(cfg))
+    assert not storage.is_table(spark, BRONZE_IMPRESSIONS.location(cfg))
 
     # Once the other run released its lease the same command ingests the file.
     assert job.main(argv) == 0
-    file_log = storage.read_table(spark, cfg.table_path(INGEST_FILE_LOG.relative_path))
+    file_log = storage.read_table(spark, INGEST_FILE_LOG.location(cfg))
     assert file_log.where("status = 'committed'").count() == 1
     assert Lease(spark, cfg, "bronze-impressions").current() is None
 

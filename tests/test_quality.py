@@ -391,7 +391,7 @@ def job_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Jo
     root = tmp_path_factory.mktemp("quality_job")
     cfg = config_for(root)
     for spec in (SILVER_IMPRESSIONS, SILVER_CLICKS):
-        storage.ensure_table(spark, spec, cfg.table_path(spec.relative_path))
+        storage.ensure_table(spark, spec, spec.location(cfg))
     audit = [
         _audit("silver_transform", "clicks", 20, 18, 1, 1),
         _audit("silver_transform", "clicks", 5, 5, 0, 1),  # 5 + 0 + 1 != 5

@@ -71,7 +71,7 @@ def test_duplicates_are_split_into_in_batch_and_existing(
         2 + 1,
         0,
     )
-    audit = storage.read_table(spark, cfg.table_path(BATCH_AUDIT.relative_path))
+    audit = storage.read_table(spark, BATCH_AUDIT.location(cfg))
     got = sorted(
         (r["batch_id"], r["duplicates"], r["duplicates_in_batch"], r["duplicates_existing"])
         for r in audit.collect()
@@ -97,7 +97,7 @@ def test_a_row_lost_before_the_merge_breaks_the_audit_identity(
         [row] = processor.process("impressions", _bronze(spark, 1, rows), batch_id=1)
     assert (row.rows_in, row.rows_written, row.duplicates, row.unreconciled) == (2, 1, 0, 1)
     assert "reconciliation broken, 1 rows unaccounted for" in caplog.text
-    audit = storage.read_table(spark, cfg.table_path(BATCH_AUDIT.relative_path))
+    audit = storage.read_table(spark, BATCH_AUDIT.location(cfg))
     measures = quality.aggregate_measures(quality.audit_checks(audit, None)).collect()
     identity = [m for m in measures if m["check"] == quality.AUDIT_IDENTITY]
     assert [(m["value"], m["total"]) for m in identity] == [(1.0, 1.0)]
@@ -127,7 +127,7 @@ def test_bronze_vs_silver_passes_clean_and_counts_a_deleted_silver_row(
         2: [_imp("b", "2026-11-10 13:00:00"), _imp("c", "2026-11-10 14:00:00")],
         3: [_imp("d", "2026-11-10 15:00:00")],
     }
-    bronze_path = cfg.table_path(BRONZE_IMPRESSIONS.relative_path)
+    bronze_path = BRONZE_IMPRESSIONS.location(cfg)
     for run_seq, rows in runs.items():
         batch = _bronze(spark, run_seq, rows)
         batch.write.format("delta").mode("append").save(bronze_path)
@@ -140,7 +140,7 @@ def test_bronze_vs_silver_passes_clean_and_counts_a_deleted_silver_row(
         "bronze runs <= 2: 6 rows vs silver + quarantine + duplicates 6: 0 missing"
     )
 
-    silver_path = cfg.table_path(SILVER_IMPRESSIONS.relative_path)
+    silver_path = SILVER_IMPRESSIONS.location(cfg)
     DeltaTable.forPath(spark, silver_path).delete("impression_id = 'c'")
     lost = _reconciliation(spark, cfg)
     assert (lost.observed, lost.threshold, lost.status) == (1.0, 0.0, "fail")
@@ -186,7 +186,7 @@ def test_merge_retries_after_a_concurrent_optimize(
     caplog: Any,
 ) -> None:
     monkeypatch.setattr(storage, "CONFLICT_BACKOFF_SECONDS", 0.0)
-    location = cfg.table_path(SILVER_IMPRESSIONS.relative_path)
+    location = SILVER_IMPRESSIONS.location(cfg)
     storage.ensure_table(spark, SILVER_IMPRESSIONS, location)
     base = spark.createDataFrame([], SILVER_IMPRESSIONS.schema)
 
@@ -230,7 +230,7 @@ def test_maintenance_skips_an_optimize_that_keeps_conflicting(
     spark: SparkSession, cfg: AppConfig, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
     monkeypatch.setattr(storage, "CONFLICT_BACKOFF_SECONDS", 0.0)
-    location = cfg.table_path(BATCH_AUDIT.relative_path)
+    location = BATCH_AUDIT.location(cfg)
     storage.ensure_table(spark, BATCH_AUDIT, location)
 
     class Conflicting:

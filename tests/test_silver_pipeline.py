@@ -205,7 +205,7 @@ def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
     from datetime import timedelta
 
     from adlake import gold_run
-    from adlake.attribution import ALL_MODELS
+    from adlake.settings.gold import ALL_MODELS
 
     cfg, _m, _a = pipeline
     gold_cfg = config_for(tmp_path, **{"paths.lakehouse": str(tmp_path / "lake")})
@@ -313,7 +313,7 @@ def test_gold_restates_every_table_when_the_logic_version_changes(
 
     cfg = config_for(tmp_path)
     for spec in (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CREATIVES):
-        storage.ensure_table(spark, spec, cfg.table_path(spec.relative_path))
+        storage.ensure_table(spark, spec, spec.location(cfg))
     when = {
         "event_ts": datetime(2024, 1, 10, 12, tzinfo=timezone.utc),
         "event_date": date(2024, 1, 10),
@@ -333,7 +333,7 @@ def test_gold_restates_every_table_when_the_logic_version_changes(
         row = tuple(values.get(f.name) for f in spec.schema.fields)
         spark.createDataFrame([row], spec.schema).write.format("delta").partitionBy(
             *spec.partition_by
-        ).save(cfg.table_path(spec.relative_path))
+        ).save(spec.location(cfg))
 
     def gold_versions() -> dict[str, int | None]:
         return {t: storage.table_version(spark, cfg.table_path(t)) for t in gold_run.GOLD_TABLES}

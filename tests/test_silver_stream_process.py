@@ -78,13 +78,13 @@ def test_silver_killed_at_crash_point_then_rerun_writes_each_row_once(
     replayed = silver_run.run_batch(spark, cfg, ["impressions"])
     assert [(r.source, r.batch_id, r.rows_in) for r in replayed] == [("impressions", 0, ROWS_IN)]
 
-    silver = spark.read.format("delta").load(cfg.table_path(SILVER_IMPRESSIONS.relative_path))
+    silver = spark.read.format("delta").load(SILVER_IMPRESSIONS.location(cfg))
     ids = sorted(r[0] for r in silver.select("impression_id").collect())
     assert ids == sorted(f"imp-{i}" for i in range(VALID))
-    quarantine = spark.read.format("delta").load(cfg.table_path(SILVER_QUARANTINE.relative_path))
+    quarantine = spark.read.format("delta").load(SILVER_QUARANTINE.location(cfg))
     records = sorted(json.loads(r["record"])["impression_id"] for r in quarantine.collect())
     assert records == [f"no-user-{i}" for i in range(NO_USER)]
-    audit = spark.read.format("delta").load(cfg.table_path(BATCH_AUDIT.relative_path)).collect()
+    audit = spark.read.format("delta").load(BATCH_AUDIT.location(cfg)).collect()
     # One audit row for the batch: a replay after the audit append is skipped by Delta.
     assert [(r["source"], r["batch_id"], r["rows_in"]) for r in audit] == [
         ("impressions", 0, ROWS_IN)

@@ -29,12 +29,13 @@ from pyspark.sql.types import (
 
 from adlake import schemas, silver
 from adlake.config import ConfigError
+from adlake.settings import silver as rules_conf
 from adlake.tables import SILVER_BID_REQUESTS, SILVER_CLICKS, SILVER_CONVERSIONS, SILVER_IMPRESSIONS
 
 F1 = "file:/landing/a"
 F2 = "file:/landing/b"
 INGESTED = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
-RULES = silver.parse_rules(yaml.safe_load(silver.DEFAULT_RULES_YAML))
+RULES = rules_conf.parse_rules(yaml.safe_load(rules_conf.DEFAULT_RULES_YAML))
 STR = StringType()
 TS = TimestampType()
 MONEY = silver.MONEY
@@ -524,11 +525,13 @@ def test_default_rules_parse_and_horizon_rule_is_off_until_uncommented() -> None
     assert {r.action for r in RULES} == {"quarantine", "warn"}
     uncommented = "\n".join(
         line[2:] if line.startswith(("# - ", "#   ")) else line
-        for line in silver.DEFAULT_RULES_YAML.splitlines()
+        for line in rules_conf.DEFAULT_RULES_YAML.splitlines()
     )
-    horizon = [r for r in silver.parse_rules(yaml.safe_load(uncommented)) if "horizon" in r.name]
+    horizon = [
+        r for r in rules_conf.parse_rules(yaml.safe_load(uncommented)) if "horizon" in r.name
+    ]
     assert horizon == [
-        silver.Rule(
+        rules_conf.Rule(
             "not_older_than_horizon",
             "event_ts >= current_timestamp() - INTERVAL 400 DAYS",
             "quarantine",
@@ -562,23 +565,23 @@ def _rule(**kv: Any) -> dict[str, Any]:
 )
 def test_parse_rules_errors_name_the_key(raw: object, key: str) -> None:
     with pytest.raises(ConfigError) as err:
-        silver.parse_rules(raw)
+        rules_conf.parse_rules(raw)
     assert err.value.key == key
 
 
 def test_parse_rules_uses_the_given_key() -> None:
     with pytest.raises(ConfigError, match=r"'conf\.checks\[0\]\.action'"):
-        silver.parse_rules([_rule(action="Quarantine")], key="conf.checks")
-    assert silver.parse_rules([]) == ()
+        rules_conf.parse_rules([_rule(action="Quarantine")], key="conf.checks")
+    assert rules_conf.parse_rules([]) == ()
 
 
 def test_apply_rules_null_passes_order_sources_and_actions(spark: SparkSession) -> None:
     rules = [
-        silver.Rule("positive", "a > 0", "quarantine", ("impressions",)),
-        silver.Rule("has_b", "b IS NOT NULL", "warn", ("impressions",)),
-        silver.Rule("small", "a < 10", "fail", ("impressions",)),
-        silver.Rule("not_five", "a <> 5", "quarantine", ("clicks",)),
-        silver.Rule("even", "a % 2 = 0", "quarantine", ("impressions", "clicks")),
+        rules_conf.Rule("positive", "a > 0", "quarantine", ("impressions",)),
+        rules_conf.Rule("has_b", "b IS NOT NULL", "warn", ("impressions",)),
+        rules_conf.Rule("small", "a < 10", "fail", ("impressions",)),
+        rules_conf.Rule("not_five", "a <> 5", "quarantine", ("clicks",)),
+        rules_conf.Rule("even", "a % 2 = 0", "quarantine", ("impressions", "clicks")),
     ]
     rows = spark.createDataFrame(
         [("ok", 2, "x"), ("null_a", None, "x"), ("many", -3, None), ("big", 11, "x"),
@@ -601,10 +604,10 @@ def test_apply_rules_null_passes_order_sources_and_actions(spark: SparkSession) 
 
 def test_apply_rules_errors_name_the_rule(spark: SparkSession) -> None:
     rows = spark.createDataFrame([(1,)], struct(("a", LongType())))
-    unknown = [silver.Rule("uses_missing", "nope > 0", "warn", ("clicks",))]
+    unknown = [rules_conf.Rule("uses_missing", "nope > 0", "warn", ("clicks",))]
     with pytest.raises(silver.RuleError, match="uses_missing"):
         rows.transform(silver.apply_rules(unknown, "clicks"))
-    not_boolean = [silver.Rule("is_number", "a + 1", "warn", ("clicks",))]
+    not_boolean = [rules_conf.Rule("is_number", "a + 1", "warn", ("clicks",))]
     with pytest.raises(silver.RuleError, match=r"is_number.*not boolean"):
         rows.transform(silver.apply_rules(not_boolean, "clicks"))
     with pytest.raises(ValueError, match="clicks_conversions"):

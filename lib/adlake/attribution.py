@@ -65,11 +65,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import date
 from enum import Enum
-from types import MappingProxyType
 from typing import Final
 
 import numpy as np
@@ -85,21 +83,26 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from adlake.schemas import MONEY_SUM
+from adlake.settings.gold import (
+    ALL_MODELS,
+    DEFAULT_PARAMS,
+    FIRST_TOUCH,
+    LAST_TOUCH,
+    LINEAR,
+    MARKOV,
+    POSITION_BASED,
+    TIME_DECAY,
+    AttributionParams,
+)
+
 log = logging.getLogger(__name__)
 
-LAST_TOUCH: Final = "last_touch"
-FIRST_TOUCH: Final = "first_touch"
-LINEAR: Final = "linear"
-TIME_DECAY: Final = "time_decay"
-POSITION_BASED: Final = "position_based"
-MARKOV: Final = "markov"
-ALL_MODELS: tuple[str, ...] = (LAST_TOUCH, FIRST_TOUCH, LINEAR, TIME_DECAY, POSITION_BASED, MARKOV)
 
 IMPRESSION: Final = "impression"
 CLICK: Final = "click"
 UNATTRIBUTED: Final = "unattributed"
 
-MARKOV_CHANNELS: tuple[str, ...] = ("website", "creative_id")
 
 # The version of what the gold transforms compute. Gold skips a rebuild when its inputs are
 # unchanged, and this is one of them: bump it in any change that alters a gold table's rows
@@ -107,7 +110,6 @@ MARKOV_CHANNELS: tuple[str, ...] = ("website", "creative_id")
 # 2: bid_funnel_daily counts a won auction in its winning bid request's group only.
 GOLD_LOGIC_VERSION: Final = "2"
 
-MONEY_SUM = DecimalType(38, 6)
 _MICROS = 1_000_000
 
 TOUCH_COLUMNS: tuple[str, ...] = (
@@ -151,10 +153,6 @@ MARKOV_WEIGHTS_SCHEMA = StructType(
 )
 
 
-class AttributionParamsError(ValueError):
-    """An attribution parameter is out of range; the message names the parameter."""
-
-
 class UnknownModelError(ValueError):
     """`models` names a model outside ALL_MODELS."""
 
@@ -162,79 +160,6 @@ class UnknownModelError(ValueError):
 class MarkovSolveError(ArithmeticError):
     """The transition matrix has no absorbing exit (cannot come from real paths)."""
 
-
-# ------------------------------------------------------------------------------ parameters
-
-
-def _whole_seconds(name: str, value: timedelta, *, positive: bool) -> int:
-    if value.microseconds or value < timedelta(0) or (positive and value == timedelta(0)):
-        bound = "> 0" if positive else ">= 0"
-        raise AttributionParamsError(f"{name} must be a whole number of seconds {bound}: {value}")
-    return int(value.total_seconds())
-
-
-@dataclass(frozen=True)
-class AttributionParams:
-    """Windows, decay and weights of the attribution models; `params_by_campaign` overrides.
-
-    Durations are timedeltas of whole seconds. position_based gives first_touch_weight and
-    last_touch_weight to the first and last of >= 3 touches and shares the rest equally among
-    the middle ones; two touches split first:last (0.5 each by default).
-    """
-
-    click_window: timedelta = timedelta(days=7)
-    view_window: timedelta = timedelta(days=1)
-    half_life: timedelta = timedelta(days=7)
-    first_touch_weight: float = 0.4
-    last_touch_weight: float = 0.4
-    markov_channel: str = "website"
-    params_by_campaign: Mapping[str, AttributionParams] = field(
-        default_factory=lambda: MappingProxyType({}), hash=False
-    )
-
-    def __post_init__(self) -> None:
-        _whole_seconds("click_window", self.click_window, positive=False)
-        _whole_seconds("view_window", self.view_window, positive=False)
-        _whole_seconds("half_life", self.half_life, positive=True)
-        first, last = self.first_touch_weight, self.last_touch_weight
-        if not (first >= 0 and last >= 0 and 0 < first + last <= 1):
-            raise AttributionParamsError(
-                "first_touch_weight and last_touch_weight must be >= 0 with a sum in (0, 1]: "
-                f"{first}, {last}"
-            )
-        if self.markov_channel not in MARKOV_CHANNELS:
-            raise AttributionParamsError(
-                f"markov_channel must be one of {', '.join(MARKOV_CHANNELS)}: "
-                f"{self.markov_channel!r}"
-            )
-        for campaign, override in self.params_by_campaign.items():
-            key = f"params_by_campaign[{campaign!r}]"
-            if not isinstance(campaign, str) or not campaign:
-                raise AttributionParamsError(f"{key}: campaign ids must be non-empty strings")
-            if override.params_by_campaign:
-                raise AttributionParamsError(f"{key}.params_by_campaign must be empty")
-            if override.markov_channel != self.markov_channel:
-                raise AttributionParamsError(
-                    f"{key}.markov_channel must equal markov_channel: the Markov model is one "
-                    "chain over all campaigns"
-                )
-        frozen = MappingProxyType(dict(self.params_by_campaign))
-        object.__setattr__(self, "params_by_campaign", frozen)
-
-    @property
-    def click_window_seconds(self) -> int:
-        return int(self.click_window.total_seconds())
-
-    @property
-    def view_window_seconds(self) -> int:
-        return int(self.view_window.total_seconds())
-
-    @property
-    def half_life_seconds(self) -> int:
-        return int(self.half_life.total_seconds())
-
-
-DEFAULT_PARAMS = AttributionParams()
 
 _PARAM_COLUMNS: tuple[tuple[str, StructField], ...] = (
     ("click_window_seconds", StructField("click_window_seconds", LongType(), False)),

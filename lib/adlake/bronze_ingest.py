@@ -44,14 +44,18 @@ from pyspark.sql.types import (
 from adlake import bronze, clock, faults, metrics, schemas, storage
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
-from adlake.tables import BRONZE_BY_SOURCE, BRONZE_QUARANTINE, INGEST_FILE_LOG
+from adlake.tables import (
+    BRONZE_BY_SOURCE,
+    BRONZE_JOB,
+    BRONZE_QUARANTINE,
+    CHANGED,
+    COMMITTED,
+    INGEST_FILE_LOG,
+    PLANNED,
+)
 
 log = logging.getLogger(__name__)
 
-PLANNED = "planned"
-COMMITTED = "committed"
-CHANGED = "changed"  # an ops row: the file was re-landed with a new size or modification time
-JOB_NAME = "bronze_ingest"
 # A run's records are counted per file in the pass that writes them (one aggregate per file
 # and outcome), so a backlog of more files is ingested as several runs.
 MAX_FILES_PER_RUN = 128
@@ -128,13 +132,13 @@ class BronzeIngestor:
         self.source = source
         self.options = cfg.sources[source]
         self.spec = BRONZE_BY_SOURCE[source]
-        self.bronze_path = cfg.table_path(self.spec.relative_path)
-        self.quarantine_path = cfg.table_path(BRONZE_QUARANTINE.relative_path)
-        self.log_path = cfg.table_path(INGEST_FILE_LOG.relative_path)
+        self.bronze_path = self.spec.location(cfg)
+        self.quarantine_path = BRONZE_QUARANTINE.location(cfg)
+        self.log_path = INGEST_FILE_LOG.location(cfg)
         self.landing_dir = cfg.landing_path(source)
         self.app_id = f"adlake-bronze-{source}"
         self._lock = threading.Lock()
-        metrics.prepare(JOB_NAME, source, self.spec.relative_path, bronze.REJECT_REASONS)
+        metrics.prepare(BRONZE_JOB, source, self.spec.relative_path, bronze.REJECT_REASONS)
         metrics.record_changed_files(source, 0)
 
     # -- tables ---------------------------------------------------------------------------
@@ -440,7 +444,7 @@ class BronzeIngestor:
             changed_files,
         )
         metrics.record_batch(
-            JOB_NAME,
+            BRONZE_JOB,
             self.source,
             self.spec.relative_path,
             read=good + bad,

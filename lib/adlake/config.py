@@ -5,26 +5,34 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from adlake.settings.base import (
+    ConfigError,
+    ConfigSection,
+    parse_duration,
+    parse_trigger,
+    positive_int,
+    trigger_interval,
+)
+from adlake.settings.gold import AttributionParams, parse_gold
+from adlake.settings.silver import SilverSettings, parse_silver
+
+__all__ = [
+    "AppConfig",
+    "ConfigError",
+    "ConfigSection",
+    "parse_duration",
+    "parse_trigger",
+    "positive_int",
+    "trigger_interval",
+]
+
 SOURCES: tuple[str, ...] = ("impressions", "clicks_conversions", "bid_requests")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(ms|s|sec|seconds?|m|min|minutes?|h|hours?)\s*$")
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class ConfigError(ValueError):
-    """A configuration key is missing, unknown or has a bad value; the message names the key."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"config key '{key}': {problem}")
-        self.key = key
 
 
 @dataclass(frozen=True)
@@ -77,15 +85,6 @@ class StreamSettings:
 
 
 @dataclass(frozen=True)
-class SilverSettings:
-    """Silver standardization, lateness and the validation rules (parsed `adlake.silver.Rule`s)."""
-
-    source_timezone: str
-    late_after_seconds: int
-    rules: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
 class MaintenanceSettings:
     """OPTIMIZE / VACUUM settings of `jobs/maintain_tables.py`."""
 
@@ -120,7 +119,7 @@ class AppConfig:
     sources: dict[str, SourceOptions]
     stream: StreamSettings
     silver: SilverSettings
-    attribution: Any  # adlake.attribution.AttributionParams (imported lazily: pyspark)
+    attribution: AttributionParams
     maintenance: MaintenanceSettings
     metrics: MetricsSettings
     quality: Any  # adlake.quality.QualitySettings
@@ -166,106 +165,6 @@ def _resolve_path(value: str, base: Path, key: str = "paths") -> str:
         return expanded
     local = Path(os.path.expanduser(expanded))
     return str(local if local.is_absolute() else (base / local).resolve())
-
-
-class ConfigSection:
-    """Reads one mapping, remembering which keys were consumed so leftovers can be rejected.
-
-    Public so that modules owning a config section (silver rules, quality thresholds) parse
-    it with the same unknown-key and dotted-name errors.
-    """
-
-    def __init__(self, data: Any, prefix: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(prefix or "<root>", f"must be a mapping, got {type(data).__name__}")
-        self.data: dict[str, Any] = data
-        self.prefix = prefix
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def get(
-        self,
-        name: str,
-        kind: type | tuple[type, ...],
-        default: Any = ...,
-        *,
-        nullable: bool = False,
-    ) -> Any:
-        self.seen.add(name)
-        if name not in self.data:
-            if default is ...:
-                raise ConfigError(self.key(name), "is required")
-            return default
-        value = self.data[name]
-        if value is None and nullable:
-            return None
-        # bool is an int subclass; a YAML `yes` must not pass as a number.
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got a boolean")
-        if not isinstance(value, kind):
-            raise ConfigError(self.key(name), f"expected {_kind_name(kind)}, got {value!r}")
-        return value
-
-    def section(self, name: str, *, required: bool = True) -> ConfigSection:
-        self.seen.add(name)
-        if name not in self.data and required:
-            raise ConfigError(self.key(name), "is required")
-        return ConfigSection(self.data.get(name), self.key(name))
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise ConfigError(self.key(unknown[0]), "unknown key")
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
-def parse_trigger(value: str, key: str = "stream.trigger") -> str:
-    """Validate a trigger: `available-now` or an interval such as `10s` / `1 minute`."""
-    if value == "available-now" or _INTERVAL.match(value):
-        return value
-    raise ConfigError(key, f"expected 'available-now' or an interval like '10s', got {value!r}")
-
-
-def trigger_interval(value: str) -> str:
-    """A validated interval trigger in the form Spark parses (`10s` -> `10 seconds`)."""
-    match = _INTERVAL.match(value)
-    if not match:
-        raise ConfigError("trigger", f"not an interval: {value!r}")
-    number, unit = match.groups()
-    if unit == "ms":
-        return f"{number} milliseconds"
-    return f"{number} " + {"s": "seconds", "m": "minutes", "h": "hours"}[unit[0]]
-
-
-def parse_duration(value: str, key: str) -> int:
-    """Seconds in a duration such as `90s`, `10 minutes`, `2 hours`, `1 day`."""
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if not match:
-        raise ConfigError(key, f"expected a duration like '2 hours', got {value!r}")
-    return int(match.group(1)) * _SECONDS[match.group(2)[0]]
-
-
-def _time_zone(value: str, key: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(key, f"unknown time zone {value!r}") from exc
-    return value
-
-
-def positive_int(section: ConfigSection, name: str, default: int) -> int:
-    value: int = section.get(name, int, default)
-    if value <= 0:
-        raise ConfigError(section.key(name), f"must be a positive integer, got {value}")
-    return value
 
 
 def parse_config(data: Any, base_dir: Path) -> AppConfig:
@@ -337,17 +236,9 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
     )
     st.done()
 
-    from adlake.silver import parse_rules  # local: silver imports ConfigError from here
+    silver = parse_silver(root.section("silver"))
 
-    sv = root.section("silver")
-    silver = SilverSettings(
-        source_timezone=_time_zone(sv.get("source_timezone", str, "UTC"), "silver.source_timezone"),
-        late_after_seconds=parse_duration(sv.get("late_after", str, "1 day"), "silver.late_after"),
-        rules=parse_rules(sv.get("rules", list), "silver.rules"),
-    )
-    sv.done()
-
-    attribution = _attribution_params(root.section("gold", required=False))
+    attribution = parse_gold(root.section("gold", required=False))
     maintenance = _maintenance(root.section("maintenance", required=False))
     metrics = _metrics(root.section("metrics", required=False), paths, base_dir)
     leases = root.section("leases", required=False)
@@ -380,66 +271,11 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
     )
 
 
-_ATTRIBUTION_DURATIONS = ("click_window", "view_window", "half_life")
-_ATTRIBUTION_WEIGHTS = ("first_touch_weight", "last_touch_weight")
 # Delta's own default; VACUUM below it can delete files that a running reader or a
 # concurrent writer still needs, so no config or flag may go lower.
 MIN_VACUUM_RETENTION_SECONDS = 7 * 86_400
 # Renewal runs every ttl/3: below this a slow file system could let a live lease expire.
 MIN_LEASE_TTL_SECONDS = 30
-
-
-def _attribution_fields(section: ConfigSection, defaults: dict[str, Any]) -> dict[str, Any]:
-    values = dict(defaults)
-    for name in _ATTRIBUTION_DURATIONS:
-        if name in section.data:
-            raw = section.get(name, str)
-            values[name] = timedelta(seconds=parse_duration(raw, section.key(name)))
-        section.seen.add(name)
-    for name in _ATTRIBUTION_WEIGHTS:
-        if name in section.data:
-            values[name] = float(section.get(name, (int, float)))
-        section.seen.add(name)
-    return values
-
-
-def _attribution_params(gold: ConfigSection) -> Any:
-    """gold.attribution (+ per-campaign overrides) -> AttributionParams, errors naming the key."""
-    from adlake.attribution import AttributionParams, AttributionParamsError
-
-    a = gold.section("attribution", required=False)
-    base = _attribution_fields(a, {})
-    channel = a.get("markov_channel", str, "website")
-    campaigns = a.section("campaigns", required=False)
-    overrides: dict[str, Any] = {}
-    try:
-        defaults = AttributionParams(markov_channel=channel, **base)
-    except AttributionParamsError as exc:
-        raise ConfigError(a.prefix, str(exc)) from exc
-    for campaign in list(campaigns.data):
-        one = campaigns.section(str(campaign))
-        merged = _attribution_fields(
-            one,
-            {
-                "click_window": defaults.click_window,
-                "view_window": defaults.view_window,
-                "half_life": defaults.half_life,
-                "first_touch_weight": defaults.first_touch_weight,
-                "last_touch_weight": defaults.last_touch_weight,
-            },
-        )
-        one.done()
-        try:
-            overrides[str(campaign)] = AttributionParams(markov_channel=channel, **merged)
-        except AttributionParamsError as exc:
-            raise ConfigError(one.prefix, str(exc)) from exc
-    campaigns.done()
-    a.done()
-    gold.done()
-    try:
-        return AttributionParams(markov_channel=channel, params_by_campaign=overrides, **base)
-    except AttributionParamsError as exc:
-        raise ConfigError("gold.attribution", str(exc)) from exc
 
 
 def _maintenance(m: ConfigSection) -> MaintenanceSettings:

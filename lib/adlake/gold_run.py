@@ -41,8 +41,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from adlake import attribution, storage
+from adlake import attribution, storage, tables
 from adlake.config import AppConfig
+from adlake.settings import gold as models
 from adlake.tables import (
     SILVER_BID_REQUESTS,
     SILVER_CLICKS,
@@ -54,15 +55,15 @@ from adlake.tables import (
 
 log = logging.getLogger(__name__)
 
-CONVERSION_ATTRIBUTION = "gold/conversion_attribution"
-CAMPAIGN_DAILY = "gold/campaign_daily"
-CAMPAIGN_ATTRIBUTION_DAILY = "gold/campaign_attribution_daily"
-BID_FUNNEL_DAILY = "gold/bid_funnel_daily"
-GOLD_TABLES = (CONVERSION_ATTRIBUTION, CAMPAIGN_DAILY, CAMPAIGN_ATTRIBUTION_DAILY, BID_FUNNEL_DAILY)
-# What incremental attribution keeps between runs (small: counts, channels per conversion).
-MARKOV_TRANSITIONS = "gold/markov_transitions"
-CONVERSION_CHANNELS = "gold/conversion_channels"
-GOLD_STATE_TABLES = (MARKOV_TRANSITIONS, CONVERSION_CHANNELS)
+# Relative paths of the gold tables (declared in adlake.tables).
+CONVERSION_ATTRIBUTION = tables.GOLD_CONVERSION_ATTRIBUTION.relative_path
+CAMPAIGN_DAILY = tables.GOLD_CAMPAIGN_DAILY.relative_path
+CAMPAIGN_ATTRIBUTION_DAILY = tables.GOLD_CAMPAIGN_ATTRIBUTION_DAILY.relative_path
+BID_FUNNEL_DAILY = tables.GOLD_BID_FUNNEL_DAILY.relative_path
+GOLD_TABLES = tuple(spec.relative_path for spec in tables.GOLD_TABLES)
+MARKOV_TRANSITIONS = tables.GOLD_MARKOV_TRANSITIONS.relative_path
+CONVERSION_CHANNELS = tables.GOLD_CONVERSION_CHANNELS.relative_path
+GOLD_STATE_TABLES = tuple(spec.relative_path for spec in tables.GOLD_STATE_TABLES)
 
 _USER_SCHEMA = StructType([StructField("user_id", StringType(), True)])
 _EVENT_SOURCES = (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS)
@@ -79,7 +80,7 @@ def build_gold(
     recorded as already seen.
     """
     pinned = {
-        spec.relative_path: storage.table_version(spark, cfg.table_path(spec.relative_path))
+        spec.relative_path: storage.table_version(spark, spec.location(cfg))
         for spec in (
             SILVER_IMPRESSIONS,
             SILVER_CLICKS,
@@ -94,7 +95,7 @@ def build_gold(
         reader = spark.read.format("delta")
         if chosen is not None:
             reader = reader.option("versionAsOf", chosen)
-        return reader.load(cfg.table_path(spec.relative_path))
+        return reader.load(spec.location(cfg))
 
     def fingerprint(specs: tuple[TableSpec, ...], params: str = "") -> str:
         versions = {s.relative_path: pinned[s.relative_path] for s in specs}
@@ -258,9 +259,7 @@ def _appended(
     for spec in _EVENT_SOURCES:
         upto = pinned[spec.relative_path]
         assert upto is not None
-        files = storage.appended_files(
-            spark, cfg.table_path(spec.relative_path), since[spec.relative_path], upto
-        )
+        files = storage.appended_files(spark, spec.location(cfg), since[spec.relative_path], upto)
         if files is None:
             log.info("gold: %s changed other than by appends, full rebuild", spec.name)
             return None
@@ -305,7 +304,7 @@ def _funnel_dates(
         then, now = inputs.get(spec.relative_path), pinned[spec.relative_path]
         if then is None or now is None or then > now:
             return None
-        files = storage.appended_files(spark, cfg.table_path(spec.relative_path), then, now)
+        files = storage.appended_files(spark, spec.location(cfg), then, now)
         if files is None or not storage.all_exist(spark, (f.path for f in files)):
             return None
         for f in files:
@@ -427,7 +426,7 @@ def _attribution_incremental(
     channel = params.markov_channel
     existing = storage.read_table(spark, cfg.table_path(CONVERSION_ATTRIBUTION))
     kept = _of_users(existing, users, keep=False).where(
-        (F.col("model") != attribution.MARKOV)
+        (F.col("model") != models.MARKOV)
         | F.col("touch_type").eqNullSafe(F.lit(attribution.UNATTRIBUTED))
     )
     other_channels = _of_users(
@@ -506,9 +505,9 @@ def top_campaigns_by_roas(
     )
     attributed = (
         storage.read_table(spark, cfg.table_path(CAMPAIGN_ATTRIBUTION_DAILY))
-        .where(F.col("model").isin(attribution.LAST_TOUCH, attribution.LINEAR))
+        .where(F.col("model").isin(models.LAST_TOUCH, models.LINEAR))
         .groupBy("campaign_id")
-        .pivot("model", [attribution.LAST_TOUCH, attribution.LINEAR])
+        .pivot("model", [models.LAST_TOUCH, models.LINEAR])
         .agg(F.sum("attributed_conversions"))
     )
     rows = (

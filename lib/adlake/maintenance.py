@@ -20,7 +20,6 @@ from pyspark.sql import SparkSession
 
 from adlake import storage
 from adlake.config import MIN_VACUUM_RETENTION_SECONDS, AppConfig, ConfigError, parse_duration
-from adlake.gold_run import GOLD_STATE_TABLES, GOLD_TABLES
 from adlake.tables import ALL_TABLES
 
 log = logging.getLogger(__name__)
@@ -82,12 +81,8 @@ class TableOutcome:
 
 
 def maintained_tables() -> tuple[MaintainedTable, ...]:
-    """Every table AdLake writes: the declared ones, then the gold tables, in that order."""
-    declared = [MaintainedTable(spec.name, spec.relative_path) for spec in ALL_TABLES]
-    gold = [
-        MaintainedTable(rel.replace("/", "."), rel) for rel in (*GOLD_TABLES, *GOLD_STATE_TABLES)
-    ]
-    return tuple(declared + gold)
+    """Every table AdLake writes, in the order `adlake.tables` declares them."""
+    return tuple(MaintainedTable(spec.name, spec.relative_path) for spec in ALL_TABLES)
 
 
 def select_tables(

@@ -28,10 +28,10 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType
 
-from adlake import attribution, gold_run, storage
+from adlake import attribution, storage
 from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, parse_config
 from adlake.session import build_spark
-from adlake.tables import ALL_TABLES
+from adlake.tables import ALL_TABLES, GOLD_STATE_TABLES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,15 +43,6 @@ CONFIG_ENV = "ADLAKE_CONFIG"
 _BIND_PARAMETERS = {"spark.sql.legacy.parameterSubstitution.constantsOnly": "true"}
 REPO_ROOT = DEFAULT_CONFIG.parents[1]
 UNKNOWN_COUNTRY = "unknown"
-
-# Gold tables have no TableSpec yet (gold_run names their paths); all are partitioned by
-# event_date and replaced whole by each gold run.
-_GOLD_DESCRIPTIONS = {
-    gold_run.CONVERSION_ATTRIBUTION: "One row per conversion, model and credited touch.",
-    gold_run.CAMPAIGN_DAILY: "Delivery, spend, revenue and ratios per campaign and UTC day.",
-    gold_run.CAMPAIGN_ATTRIBUTION_DAILY: "Attributed conversions per campaign, day and model.",
-    gold_run.BID_FUNNEL_DAILY: "Bid requests and won impressions per day, country and website.",
-}
 
 
 def view_name(relative_path: str) -> str:
@@ -102,10 +93,7 @@ def table_catalog(cfg: AppConfig) -> list[dict[str, str]]:
             "description": spec.description,
         }
         for spec in ALL_TABLES
-    ]
-    rows += [
-        {"view": view_name(p), "path": p, "partitioned_by": "event_date", "description": d}
-        for p, d in _GOLD_DESCRIPTIONS.items()
+        if spec not in GOLD_STATE_TABLES  # internal state of incremental gold
     ]
     return rows
 

@@ -35,8 +35,6 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from adlake import schemas, storage
-from adlake.attribution import LAST_TOUCH, MONEY_SUM
-from adlake.bronze_ingest import COMMITTED
 from adlake.config import (
     SOURCES,
     AppConfig,
@@ -45,20 +43,27 @@ from adlake.config import (
     parse_duration,
     positive_int,
 )
-from adlake.gold_run import CAMPAIGN_ATTRIBUTION_DAILY, CAMPAIGN_DAILY
-from adlake.silver_run import JOB as SILVER_JOB
-from adlake.silver_run import TARGETS_BY_SOURCE
+from adlake.schemas import MONEY_SUM
+from adlake.settings.gold import LAST_TOUCH
 from adlake.tables import (
     BATCH_AUDIT,
     BRONZE_BY_SOURCE,
+    COMMITTED,
     DQ_RESULTS,
+    GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
+    GOLD_CAMPAIGN_DAILY,
     INGEST_FILE_LOG,
     SILVER_BID_REQUESTS,
     SILVER_CLICKS,
     SILVER_CONVERSIONS,
     SILVER_IMPRESSIONS,
+    SILVER_JOB,
     SILVER_QUARANTINE,
+    TARGETS_BY_SOURCE,
 )
+
+CAMPAIGN_DAILY = GOLD_CAMPAIGN_DAILY.relative_path
+CAMPAIGN_ATTRIBUTION_DAILY = GOLD_CAMPAIGN_ATTRIBUTION_DAILY.relative_path
 
 log = logging.getLogger(__name__)
 
@@ -1090,7 +1095,7 @@ def write_results(
     The append is a Delta idempotent write keyed by the run (txnAppId `adlake-dq-<run_id>`),
     so retrying the write of a run after a failure never stores it twice.
     """
-    location = cfg.table_path(DQ_RESULTS.relative_path)
+    location = DQ_RESULTS.location(cfg)
     storage.ensure_table(spark, DQ_RESULTS, location)
     if not results:
         log.warning("dq run %s: no results to write", run_id)

@@ -238,6 +238,8 @@ def _fields(spec: str) -> list[StructField]:
         "int": IntegerType(),
         "long": LongType(),
         "money": DecimalType(18, 6),
+        "double": DoubleType(),
+        "money_sum": DecimalType(38, 6),
     }
     out = []
     for item in spec.split():
@@ -313,6 +315,52 @@ BATCH_AUDIT_SCHEMA = StructType(
         # rows; null on rows written before they existed and on other jobs' rows.
         *_fields("duplicates_in_batch:long duplicates_existing:long"),
     ]
+)
+
+
+# ------------------------------------------------------------------------------------ gold
+MONEY_SUM = DecimalType(38, 6)  # sums of money: wide enough for any table's total
+# As stored (every column nullable); tests check each built table against these.
+GOLD_CONVERSION_ATTRIBUTION_SCHEMA = StructType(
+    _fields(
+        "conversion_id:string conversion_ts:timestamp conversion_type:string user_id:string "
+        "campaign_id:string revenue:money model:string touch_id:string touch_type:string "
+        "touch_ts:timestamp creative_id:string website:string credit:double "
+        "attributed_revenue:double click_window_seconds:long view_window_seconds:long "
+        "half_life_seconds:long event_date:date"
+    )
+)
+GOLD_CAMPAIGN_DAILY_SCHEMA = StructType(
+    _fields(
+        "campaign_id:string advertiser_id:string event_date:date impressions:long clicks:long "
+        "conversions:long revenue:money_sum spend:money_sum unique_users:long ctr:double "
+        "cvr:double cpm:double cpc:double cpa:double roas:double"
+    )
+)
+GOLD_CAMPAIGN_ATTRIBUTION_DAILY_SCHEMA = StructType(
+    _fields(
+        "campaign_id:string event_date:date model:string attributed_conversions:double "
+        "attributed_revenue:double unattributed_conversions:long"
+    )
+)
+GOLD_BID_FUNNEL_DAILY_SCHEMA = StructType(
+    _fields(
+        "event_date:date country:string website:string bid_requests:long "
+        "won_impressions:long win_rate:double avg_bid_cpm:double spend:money_sum"
+    )
+)
+GOLD_MARKOV_TRANSITIONS_SCHEMA = StructType(
+    _fields(
+        "from_kind:string from_channel:string to_kind:string to_channel:string transitions:long"
+    )
+)
+GOLD_CONVERSION_CHANNELS_SCHEMA = StructType(
+    _fields(
+        "conversion_key:string conversion_id:string conversion_ts:timestamp "
+        "conversion_type:string user_id:string campaign_id:string revenue:money "
+        "click_window_seconds:long view_window_seconds:long half_life_seconds:long "
+        "channel:string event_date:date"
+    )
 )
 
 

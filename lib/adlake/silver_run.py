@@ -29,34 +29,21 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from adlake import clock, faults, metrics, schemas, silver, storage
 from adlake.config import AppConfig
+from adlake.settings import silver as rules_conf
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import (
     BATCH_AUDIT,
     BRONZE_BY_SOURCE,
-    SILVER_BID_REQUESTS,
-    SILVER_CLICKS,
-    SILVER_CONVERSIONS,
+    SILVER_BY_TARGET,
     SILVER_CREATIVES,
-    SILVER_IMPRESSIONS,
+    SILVER_JOB,
     SILVER_QUARANTINE,
-    TableSpec,
+    TARGETS_BY_SOURCE,
 )
 
 log = logging.getLogger(__name__)
-JOB = "silver_transform"
-
-# Bronze source -> the silver targets it feeds.
-TARGETS_BY_SOURCE: dict[str, tuple[str, ...]] = {
-    "impressions": ("impressions",),
-    "clicks_conversions": ("clicks", "conversions"),
-    "bid_requests": ("bid_requests",),
-}
-SPECS: dict[str, TableSpec] = {
-    "impressions": SILVER_IMPRESSIONS,
-    "clicks": SILVER_CLICKS,
-    "conversions": SILVER_CONVERSIONS,
-    "bid_requests": SILVER_BID_REQUESTS,
-}
+JOB = SILVER_JOB
+SPECS = SILVER_BY_TARGET
 # Dedup key of each target: its id column, else a hash of the fields that tell events apart.
 ID_AND_BUSINESS = silver.DEDUP_KEYS
 CREATIVES_CSV_SCHEMA = StructType(
@@ -185,11 +172,13 @@ class SilverProcessor:
         self._countries: DataFrame | None = None
         # Newest event time written per target (None: nothing yet); read once from the audit.
         self._newest: dict[str, datetime | None] = {}
-        quarantine_rules = tuple(r.name for r in cfg.silver.rules if r.action == silver.QUARANTINE)
+        quarantine_rules = tuple(
+            r.name for r in cfg.silver.rules if r.action == rules_conf.QUARANTINE
+        )
         for target, spec in SPECS.items():
             metrics.prepare(JOB, target, spec.relative_path, quarantine_rules)
         for spec in (*SPECS.values(), SILVER_CREATIVES, SILVER_QUARANTINE, BATCH_AUDIT):
-            storage.ensure_table(spark, spec, cfg.table_path(spec.relative_path))
+            storage.ensure_table(spark, spec, spec.location(cfg))
 
     # -- dimensions -----------------------------------------------------------------------
     def refresh_creatives(self) -> DataFrame:
@@ -198,7 +187,7 @@ class SilverProcessor:
         The file's path, size and modification time are stored with the replace; a run whose
         reference file is unchanged writes nothing.
         """
-        location = self.cfg.table_path(SILVER_CREATIVES.relative_path)
+        location = SILVER_CREATIVES.location(self.cfg)
         reference = self.cfg.landing_path("reference/creatives.csv")
         listed = storage.list_landing_files(
             self.spark, self.cfg.landing_path("reference"), "creatives.csv"
@@ -285,7 +274,7 @@ class SilverProcessor:
     ) -> AuditRow:
         spec = SPECS[target]
         id_col, business = ID_AND_BUSINESS[target]
-        valid = F.size(F.col(silver.RULE_COLUMNS[silver.QUARANTINE])) == 0
+        valid = F.size(F.col(rules_conf.RULE_COLUMNS[rules_conf.QUARANTINE])) == 0
         # The in-batch duplicate flag is computed once here, so the aggregation counts it and
         # the MERGE source is the unflagged rows: one window, as before, not a second pass.
         checked = (
@@ -299,7 +288,7 @@ class SilverProcessor:
         try:
             threshold = self._threshold(self._newest_written(target))
             stats = self._batch_stats(checked, target, threshold)
-            fail_names = {r.name for r in self.cfg.silver.rules if r.action == silver.FAIL}
+            fail_names = {r.name for r in self.cfg.silver.rules if r.action == rules_conf.FAIL}
             failed = {k: v for k, v in stats.rule_counts.items() if v and k in fail_names}
             if failed:
                 raise ValidationFailedError(
@@ -313,7 +302,7 @@ class SilverProcessor:
                 storage.merge_insert_new(
                     good,
                     spec,
-                    self.cfg.table_path(spec.relative_path),
+                    spec.location(self.cfg),
                     partition_values=None if stats.undated_rows else stats.event_dates,
                 )
                 if stats.rows_in > stats.rejected_rows
@@ -324,7 +313,7 @@ class SilverProcessor:
                 storage.merge_insert_new(
                     self._quarantine_rows(checked, target, batch_id, started),
                     SILVER_QUARANTINE,
-                    self.cfg.table_path(SILVER_QUARANTINE.relative_path),
+                    SILVER_QUARANTINE.location(self.cfg),
                 )
                 if stats.rejected_rows
                 else storage.MergeCounts(0, 0)
@@ -404,7 +393,7 @@ class SilverProcessor:
     def _quarantine_rows(
         self, checked: DataFrame, target: str, batch_id: int, started: datetime
     ) -> DataFrame:
-        quarantine_rules = F.col(silver.RULE_COLUMNS[silver.QUARANTINE])
+        quarantine_rules = F.col(rules_conf.RULE_COLUMNS[rules_conf.QUARANTINE])
         return (
             checked.where(F.size(quarantine_rules) > 0)
             .select(
@@ -426,7 +415,7 @@ class SilverProcessor:
         """Newest event time written to `target` so far: from the audit on first use, then
         kept in memory as batches are written (no audit read per batch)."""
         if target not in self._newest:
-            audit = storage.read_table(self.spark, self.cfg.table_path(BATCH_AUDIT.relative_path))
+            audit = storage.read_table(self.spark, BATCH_AUDIT.location(self.cfg))
             newest = (
                 audit.where((F.col("job") == JOB) & (F.col("source") == target))
                 .agg(F.max("max_event_ts"))
@@ -447,7 +436,7 @@ class SilverProcessor:
         self, checked: DataFrame, target: str, threshold: datetime | None
     ) -> BatchStats:
         """Every count of the audit, the metrics and the bounded MERGE in one aggregation."""
-        quarantine_rules = F.col(silver.RULE_COLUMNS[silver.QUARANTINE])
+        quarantine_rules = F.col(rules_conf.RULE_COLUMNS[rules_conf.QUARANTINE])
         rejected = F.size(quarantine_rules) > 0
         good = ~rejected
         late = (F.col(silver.EVENT_TS) < F.lit(threshold)) if threshold else F.lit(False)
@@ -459,12 +448,12 @@ class SilverProcessor:
             if raw_country
             else F.lit(False)
         )
-        all_rules = F.concat(*[F.col(silver.RULE_COLUMNS[a]) for a in silver.ACTIONS])
+        all_rules = F.concat(*[F.col(rules_conf.RULE_COLUMNS[a]) for a in rules_conf.ACTIONS])
         names = [r.name for r in self.cfg.silver.rules if target in r.sources]
         quarantine_names = [
             r.name
             for r in self.cfg.silver.rules
-            if target in r.sources and r.action == silver.QUARANTINE
+            if target in r.sources and r.action == rules_conf.QUARANTINE
         ]
         totals = checked.agg(
             F.count(F.lit(1)).alias("rows_in"),
@@ -474,7 +463,9 @@ class SilverProcessor:
             # about one row per distinct rejected record, not one per row.
             F.count_distinct(F.when(rejected, F.col(silver.RECORD))).alias("distinct_rejected"),
             F.count_if(late).alias("late_rows"),
-            F.count_if(F.size(F.col(silver.RULE_COLUMNS[silver.WARN])) > 0).alias("warned_rows"),
+            F.count_if(F.size(F.col(rules_conf.RULE_COLUMNS[rules_conf.WARN])) > 0).alias(
+                "warned_rows"
+            ),
             F.count_if(country_unknown).alias("unknown_countries"),
             # Written rows only: a quarantined row from 2099 must not make every later row late.
             F.max(F.when(good, F.col(silver.EVENT_TS))).alias("max_written_ts"),
@@ -551,7 +542,7 @@ class SilverProcessor:
         storage.append_idempotent(
             audit,
             BATCH_AUDIT,
-            self.cfg.table_path(BATCH_AUDIT.relative_path),
+            BATCH_AUDIT.location(self.cfg),
             f"adlake-silver-{row.source}-{txn_app}",
             row.batch_id,
         )
@@ -567,7 +558,7 @@ def start_stream(
     the per-trigger file limit, so the two modes never disagree about what was processed.
     """
     cfg = processor.cfg
-    bronze_path = cfg.table_path(BRONZE_BY_SOURCE[source].relative_path)
+    bronze_path = BRONZE_BY_SOURCE[source].location(cfg)
     storage.ensure_table(processor.spark, BRONZE_BY_SOURCE[source], bronze_path)
     reader = processor.spark.readStream.format("delta")
     if rate_limited:
@@ -601,7 +592,7 @@ def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> li
     """
     processor = SilverProcessor(spark, cfg, "batch")
     for source in sources:
-        bronze_path = cfg.table_path(BRONZE_BY_SOURCE[source].relative_path)
+        bronze_path = BRONZE_BY_SOURCE[source].location(cfg)
         if not storage.is_table(spark, bronze_path):
             log.warning("silver %s: no bronze table at %s yet", source, bronze_path)
             continue

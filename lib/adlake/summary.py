@@ -7,17 +7,16 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from adlake.config import AppConfig
-from adlake.gold_run import GOLD_TABLES
-from adlake.tables import ALL_TABLES, BRONZE_QUARANTINE, SILVER_QUARANTINE
+from adlake.tables import ALL_TABLES, BRONZE_QUARANTINE, GOLD_STATE_TABLES, SILVER_QUARANTINE
 
 
 def table_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, str, int | None]]:
     """(table name, location, rows or None when the table does not exist yet) for every table."""
     rows: list[tuple[str, str, int | None]] = []
-    named = [(spec.name, spec.relative_path) for spec in ALL_TABLES]
-    named += [(rel.replace("/", "."), rel) for rel in GOLD_TABLES]
-    for name, relative in named:
-        location = cfg.table_path(relative)
+    for spec in ALL_TABLES:
+        if spec in GOLD_STATE_TABLES:
+            continue  # internal state of incremental gold, not a result
+        name, location = spec.name, spec.location(cfg)
         if DeltaTable.isDeltaTable(spark, location):
             rows.append((name, location, spark.read.format("delta").load(location).count()))
         else:
@@ -42,7 +41,7 @@ def quarantine_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, st
     rows by the rules they failed.
     """
     rows: list[tuple[str, str, str, int]] = []
-    bronze = cfg.table_path(BRONZE_QUARANTINE.relative_path)
+    bronze = BRONZE_QUARANTINE.location(cfg)
     if DeltaTable.isDeltaTable(spark, bronze):
         file_name = F.regexp_extract(F.col("_source_file"), r"([^/]+)$", 1)
         reason = F.when(
@@ -56,7 +55,7 @@ def quarantine_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, st
             .collect()
         )
         rows += [(BRONZE_QUARANTINE.name, r["source"], r["why"], r["count"]) for r in counted]
-    silver = cfg.table_path(SILVER_QUARANTINE.relative_path)
+    silver = SILVER_QUARANTINE.location(cfg)
     if DeltaTable.isDeltaTable(spark, silver):
         rules = F.concat_ws(", ", F.col("failed_rules"))
         counted = (

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql.types import StructType
 
 from adlake import schemas
+
+if TYPE_CHECKING:
+    from adlake.config import AppConfig
+
+# Job names: the `job` column of ops/batch_audit, metric labels and leases.
+BRONZE_JOB = "bronze_ingest"
+SILVER_JOB = "silver_transform"
+GOLD_JOB = "gold_build"
+QUALITY_JOB = "quality_monitor"
+MAINTENANCE_JOB = "maintain_tables"
+
+# `status` of ops/ingest_file_log rows.
+PLANNED = "planned"
+COMMITTED = "committed"
+CHANGED = "changed"  # the file was re-landed with a new size or modification time
 
 
 @dataclass(frozen=True)
@@ -19,6 +35,10 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
     description: str = ""
+
+    def location(self, cfg: AppConfig) -> str:
+        """Where this table lives in `cfg`'s lakehouse."""
+        return cfg.table_path(self.relative_path)
 
 
 BRONZE_IMPRESSIONS = TableSpec(
@@ -148,3 +168,79 @@ DQ_RESULTS = TableSpec(
 )
 
 ALL_TABLES = (*ALL_TABLES, DQ_RESULTS)
+
+# Bronze source -> the silver targets it feeds, and each target's table.
+TARGETS_BY_SOURCE: dict[str, tuple[str, ...]] = {
+    "impressions": ("impressions",),
+    "clicks_conversions": ("clicks", "conversions"),
+    "bid_requests": ("bid_requests",),
+}
+SILVER_BY_TARGET: dict[str, TableSpec] = {
+    "impressions": SILVER_IMPRESSIONS,
+    "clicks": SILVER_CLICKS,
+    "conversions": SILVER_CONVERSIONS,
+    "bid_requests": SILVER_BID_REQUESTS,
+}
+
+GOLD_CONVERSION_ATTRIBUTION = TableSpec(
+    name="gold.conversion_attribution",
+    relative_path="gold/conversion_attribution",
+    schema=schemas.GOLD_CONVERSION_ATTRIBUTION_SCHEMA,
+    partition_by=("event_date",),
+    keys=("conversion_id", "model", "touch_id"),
+    description="One row per conversion, model and credited touch.",
+)
+GOLD_CAMPAIGN_DAILY = TableSpec(
+    name="gold.campaign_daily",
+    relative_path="gold/campaign_daily",
+    schema=schemas.GOLD_CAMPAIGN_DAILY_SCHEMA,
+    partition_by=("event_date",),
+    keys=("campaign_id", "event_date"),
+    description="Delivery, spend, revenue and ratios per campaign and UTC day.",
+)
+GOLD_CAMPAIGN_ATTRIBUTION_DAILY = TableSpec(
+    name="gold.campaign_attribution_daily",
+    relative_path="gold/campaign_attribution_daily",
+    schema=schemas.GOLD_CAMPAIGN_ATTRIBUTION_DAILY_SCHEMA,
+    partition_by=("event_date",),
+    keys=("campaign_id", "event_date", "model"),
+    description="Attributed conversions per campaign, day and model.",
+)
+GOLD_BID_FUNNEL_DAILY = TableSpec(
+    name="gold.bid_funnel_daily",
+    relative_path="gold/bid_funnel_daily",
+    schema=schemas.GOLD_BID_FUNNEL_DAILY_SCHEMA,
+    partition_by=("event_date",),
+    keys=("event_date", "country", "website"),
+    description="Bid requests and won impressions per day, country and website.",
+)
+# State of incremental gold: kept so an increment need not rescan all of silver.
+GOLD_MARKOV_TRANSITIONS = TableSpec(
+    name="gold.markov_transitions",
+    relative_path="gold/markov_transitions",
+    schema=schemas.GOLD_MARKOV_TRANSITIONS_SCHEMA,
+    keys=("from_kind", "from_channel", "to_kind", "to_channel"),
+    description="Markov transition counts over every user's paths.",
+)
+GOLD_CONVERSION_CHANNELS = TableSpec(
+    name="gold.conversion_channels",
+    relative_path="gold/conversion_channels",
+    schema=schemas.GOLD_CONVERSION_CHANNELS_SCHEMA,
+    partition_by=("event_date",),
+    keys=("conversion_key", "channel"),
+    description="The channels on each conversion's path, for restating Markov credit.",
+)
+GOLD_TABLES: tuple[TableSpec, ...] = (
+    GOLD_CONVERSION_ATTRIBUTION,
+    GOLD_CAMPAIGN_DAILY,
+    GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
+    GOLD_BID_FUNNEL_DAILY,
+)
+GOLD_STATE_TABLES: tuple[TableSpec, ...] = (GOLD_MARKOV_TRANSITIONS, GOLD_CONVERSION_CHANNELS)
+
+ALL_TABLES = (*ALL_TABLES, *GOLD_TABLES, *GOLD_STATE_TABLES)
+
+
+def checkpoint_location(cfg: AppConfig, layer: str, source: str) -> str:
+    """A stream's checkpoint: `<checkpoints>/<layer>/<source>`."""
+    return cfg.checkpoint_path(f"{layer}/{source}")

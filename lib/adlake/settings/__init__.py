@@ -1,0 +1,1 @@
+"""Section parsers of the configuration: plain Python, no PySpark, imported by `config`."""
