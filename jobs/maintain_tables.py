@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adlake import maintenance
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import AppConfig, ConfigError
+from adlake.ops import maintenance
 from adlake.session import build_spark
 
 

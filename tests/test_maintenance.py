@@ -14,9 +14,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
-from adlake import maintenance
 from adlake.config import ConfigError
-from adlake.maintenance import MaintainedTable, TableOutcome
+from adlake.ops import maintenance
+from adlake.ops.maintenance import MaintainedTable, TableOutcome
 from adlake.tables import ALL_TABLES, GOLD_CAMPAIGN_DAILY, GOLD_STATE_TABLES, GOLD_TABLES
 from tests.conftest import write_config
 

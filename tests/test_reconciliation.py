@@ -17,8 +17,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from adlake import maintenance, quality, schemas, silver_run, storage
+from adlake import quality, schemas, silver_run, storage
 from adlake.config import AppConfig
+from adlake.ops import maintenance
 from adlake.silver_run import SilverProcessor, existing_duplicates, reconciliation_mismatch
 from adlake.tables import BATCH_AUDIT, BRONZE_IMPRESSIONS, SILVER_IMPRESSIONS
 from tests.test_silver_run import _imp, _landing_creatives

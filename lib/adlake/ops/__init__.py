@@ -1,0 +1,1 @@
+"""Operations over every layer: table maintenance (OPTIMIZE, VACUUM) and run summaries."""
