@@ -7,14 +7,21 @@ reference with known, counted defects, plus a `_manifest.json` to reconcile agai
 (scripts/package.sh) does not ship it.
 """
 
-from adlake_datagen.generator import (
+from adlake_datagen.avro_encoding import encode_bid_request
+from adlake_datagen.config import (
+    DEFAULT_TIMESTAMP_MIX,
+    ContractMismatchError,
+    DatagenConfig,
+    DatagenConfigError,
+    parse_timestamp_mix,
+)
+from adlake_datagen.constants import (
     BID_REQUESTS,
     CLICK,
     CLICKS_CONVERSIONS,
     CONVERSION_TYPES,
     CREATIVES_FILE,
     CSV_MALFORMED_KINDS,
-    DEFAULT_TIMESTAMP_MIX,
     DRIFT_CSV_COLUMN,
     DRIFT_JSON_FIELD,
     FIRST_ADVERTISER_ID,
@@ -34,14 +41,8 @@ from adlake_datagen.generator import (
     SEED_IMPRESSIONS,
     STAGING_DIR,
     TIMESTAMP_FORMATS,
-    ContractMismatchError,
-    DatagenConfig,
-    DatagenConfigError,
-    encode_bid_request,
-    generate_landing,
-    parse_timestamp_mix,
-    read_manifest,
 )
+from adlake_datagen.landing import generate_landing, read_manifest
 
 __all__ = [
     "BID_REQUESTS",
