@@ -31,9 +31,9 @@ from pyspark.sql import functions as F
 
 from adlake import bronze_ingest, gold_run, schemas, silver_run, storage
 from adlake.config import DEFAULT_CONFIG, SOURCES, AppConfig, parse_config
-from adlake.datagen import DatagenConfig, generate_landing
 from adlake.session import build_spark
 from adlake.tables import SILVER_IMPRESSIONS
+from adlake_datagen import DatagenConfig, generate_landing
 
 log = logging.getLogger("benchmark")
 

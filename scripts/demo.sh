@@ -59,7 +59,7 @@ from pathlib import Path
 
 import yaml
 
-from adlake.datagen import read_manifest
+from adlake_datagen import read_manifest
 
 landing = Path(yaml.safe_load(open(sys.argv[1], encoding="utf-8"))["paths"]["landing"])
 manifest = read_manifest(landing)

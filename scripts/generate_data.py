@@ -1,4 +1,4 @@
-"""Write synthetic AdLake landing data (the logic lives in adlake.datagen).
+"""Write synthetic AdLake landing data (the logic lives in adlake_datagen).
 
 python scripts/generate_data.py --out data/landing --impressions 100000 --seed 7
 python scripts/generate_data.py --config conf/local.yaml --end now   # data ending now
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from adlake.datagen import (
+from adlake_datagen import (
     DatagenConfig,
     DatagenConfigError,
     generate_landing,

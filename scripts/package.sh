@@ -2,8 +2,9 @@
 # Build the library as one zip for `spark-submit --py-files`: dist/adlake-<version>.zip holds
 # the `adlake` package (lib/adlake, no caches), importable from the zip on the driver and the
 # executors. Prints the zip's path. Usage: scripts/package.sh [OUT_DIR]   (default: dist)
-# Only the package is shipped: its dependencies (pyyaml, pycountry, numpy, prometheus-client,
-# fastavro for the generator) must be installed in the driver's Python on the cluster.
+# Only the package is shipped: its dependencies (pyyaml, pycountry, numpy, prometheus-client)
+# must be installed in the driver's Python on the cluster. The test-data generator
+# (lib/adlake_datagen) is not production code and is not shipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-dist}"

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from adlake import bronze_ingest, gold_run, quality, silver_run
 from adlake.config import SOURCES, AppConfig, load_config
-from adlake.datagen import DatagenConfig, generate_landing
+from adlake_datagen import DatagenConfig, generate_landing
 from tests.conftest import write_config
 
 SAMPLE_DATA = DatagenConfig(

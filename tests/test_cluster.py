@@ -25,8 +25,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from adlake.config import ConfigError, load_config, parse_config
-from adlake.datagen import DatagenConfig, generate_landing
 from adlake.session import spark_home
+from adlake_datagen import DatagenConfig, generate_landing
 from tests.conftest import config_dict_for
 
 ROOT = Path(__file__).resolve().parents[1]

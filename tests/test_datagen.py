@@ -23,8 +23,9 @@ import fastavro
 import pytest
 import yaml
 
-from adlake import datagen
-from adlake.datagen import (
+import adlake_datagen
+from adlake.schemas import BID_REQUEST_AVRO_SCHEMA, CLICK_CONVERSION_FIELDS, CREATIVE_COLUMNS
+from adlake_datagen import (
     BID_REQUESTS,
     CLICKS_CONVERSIONS,
     CREATIVES_FILE,
@@ -40,7 +41,6 @@ from adlake.datagen import (
     parse_timestamp_mix,
     read_manifest,
 )
-from adlake.schemas import BID_REQUEST_AVRO_SCHEMA, CLICK_CONVERSION_FIELDS, CREATIVE_COLUMNS
 
 DAY_MS = 86_400_000
 CSV_HEADER = [f.name for f in CLICK_CONVERSION_FIELDS]
@@ -172,7 +172,7 @@ def recount_impressions(out: Path, manifest: dict[str, Any]) -> dict[str, Recoun
                 c.duplicate += 1
                 continue
             seen.add(line)
-            c.clean(obj["timestamp"], entry, drift=datagen.DRIFT_JSON_FIELD in obj)
+            c.clean(obj["timestamp"], entry, drift=adlake_datagen.DRIFT_JSON_FIELD in obj)
             c.timestamp_formats[format_of(obj["timestamp"])] += 1
     return counts
 
@@ -362,7 +362,7 @@ def test_requested_rates_are_produced(landing: tuple[Path, dict[str, Any]]) -> N
     assert bids["clean_records"] / won == pytest.approx(1 / CONFIG.win_rate, rel=0.05)
     formats = imp["timestamp_formats"]
     assert formats["plain"] / clean == pytest.approx(0.55, rel=0.1)
-    assert all(formats[name] > 0 for name in datagen.TIMESTAMP_FORMATS)
+    assert all(formats[name] > 0 for name in adlake_datagen.TIMESTAMP_FORMATS)
 
 
 def test_click_and_conversion_events_look_like_the_contract(
@@ -436,8 +436,8 @@ def test_references_between_sources_resolve(landing: tuple[Path, dict[str, Any]]
     }
     checked = 0
     for path, obj in all_impressions(out, manifest):
-        assert obj["creative_id"] >= datagen.FIRST_CREATIVE_ID
-        assert obj["user_id"] >= datagen.FIRST_USER_ID
+        assert obj["creative_id"] >= adlake_datagen.FIRST_CREATIVE_ID
+        assert obj["user_id"] >= adlake_datagen.FIRST_USER_ID
         if "campaign_id" in obj:
             assert creative_campaign[obj["creative_id"]] == obj["campaign_id"]
         part = path.split("/")[1].split(".")[0]
@@ -550,7 +550,7 @@ def test_rerun_keeps_identical_files_and_removes_stale_ones(tmp_path: Path) -> N
         "part-00000.avro",
         "part-00001.avro",
     ]
-    assert not (tmp_path / datagen.STAGING_DIR).exists()
+    assert not (tmp_path / adlake_datagen.STAGING_DIR).exists()
     assert set(read_manifest(tmp_path)["files"]) == {
         p.relative_to(tmp_path).as_posix()
         for p in tmp_path.rglob("*")

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from adlake import bronze_ingest, gold_run, silver_run
 from adlake.config import SOURCES
-from adlake.datagen import DatagenConfig, generate_landing
+from adlake_datagen import DatagenConfig, generate_landing
 from tests.conftest import config_for
 
 

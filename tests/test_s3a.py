@@ -14,8 +14,8 @@ import pytest
 import yaml
 from pyspark.sql import SparkSession
 
-from adlake.datagen import generate_landing
 from adlake.session import spark_home
+from adlake_datagen import generate_landing
 from tests.test_cluster import (
     CLEAN_DATA,
     ROOT,

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from adlake import bronze_ingest, silver_run
 from adlake.config import SOURCES, AppConfig
-from adlake.datagen import DatagenConfig, generate_landing
+from adlake_datagen import DatagenConfig, generate_landing
 from tests.conftest import config_for
 
 SILVER = ("impressions", "clicks", "conversions", "bid_requests")

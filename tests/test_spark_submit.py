@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from adlake.config import DEFAULT_CONFIG, load_config
-from adlake.datagen import DatagenConfig, generate_landing
 from adlake.session import (
     SPARK_DEFAULTS_MARKER,
     packages_configured_as_jars,
@@ -20,6 +19,7 @@ from adlake.session import (
     render_spark_defaults,
     spark_defaults_path,
 )
+from adlake_datagen import DatagenConfig, generate_landing
 from scripts.jvm_args import jars_to_add
 from tests.conftest import config_for, write_config
 
