@@ -29,10 +29,11 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, gold_run, schemas, silver_run, storage
+from adlake import bronze_ingest, gold_run, schemas, storage
 from adlake.config import DEFAULT_CONFIG, SOURCES, AppConfig, parse_config
 from adlake.datagen import DatagenConfig, generate_landing
 from adlake.session import build_spark
+from adlake.silver import run as silver_run
 from adlake.tables import SILVER_IMPRESSIONS
 
 log = logging.getLogger("benchmark")

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import bronze_ingest, gold_run, quality, silver_run
+from adlake import bronze_ingest, gold_run, quality
 from adlake.config import SOURCES, AppConfig, load_config
 from adlake.datagen import DatagenConfig, generate_landing
+from adlake.silver import run as silver_run
 from tests.conftest import write_config
 
 SAMPLE_DATA = DatagenConfig(

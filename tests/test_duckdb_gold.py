@@ -9,9 +9,10 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, gold_run, silver_run
+from adlake import bronze_ingest, gold_run
 from adlake.config import SOURCES
 from adlake.datagen import DatagenConfig, generate_landing
+from adlake.silver import run as silver_run
 from tests.conftest import config_for
 
 

@@ -10,9 +10,10 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, silver_run
+from adlake import bronze_ingest
 from adlake.config import SOURCES, AppConfig
 from adlake.datagen import DatagenConfig, generate_landing
+from adlake.silver import run as silver_run
 from tests.conftest import config_for
 
 SILVER = ("impressions", "clicks", "conversions", "bid_requests")
