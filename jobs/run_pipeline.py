@@ -10,12 +10,13 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from adlake import bronze_ingest, gold_run, metrics, quality, silver_run
+from adlake import bronze_ingest, gold_run, metrics, quality
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
 from adlake.lease import holding
 from adlake.ops.summary import format_counts, format_quarantine, quarantine_counts, table_counts
 from adlake.session import build_spark
+from adlake.silver import run as silver_run
 
 STAGES = ("bronze", "silver", "gold", "quality")
 

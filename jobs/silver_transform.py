@@ -12,7 +12,7 @@ from adlake.cli import exit_with, parse_source_mode_args, run_job, source_mode_p
 from adlake.config import SOURCES, AppConfig
 from adlake.lease import holding
 from adlake.session import build_spark
-from adlake.silver_run import run_batch, run_streams
+from adlake.silver.run import run_batch, run_streams
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -29,9 +29,10 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, gold_run, schemas, silver_run, storage
+from adlake import bronze_ingest, gold_run, schemas, storage
 from adlake.config import DEFAULT_CONFIG, SOURCES, AppConfig, parse_config
 from adlake.session import build_spark
+from adlake.silver import run as silver_run
 from adlake.tables import SILVER_IMPRESSIONS
 from adlake_datagen import DatagenConfig, generate_landing
 

@@ -17,8 +17,9 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, silver_run
+from adlake import bronze_ingest
 from adlake.config import AppConfig
+from adlake.silver import run as silver_run
 from tests.conftest import config_for
 from tests.test_bronze_ingest import land
 from tests.test_silver_run import _landing_creatives

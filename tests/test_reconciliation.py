@@ -17,10 +17,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from adlake import quality, schemas, silver_run, storage
+from adlake import quality, schemas, storage
 from adlake.config import AppConfig
 from adlake.ops import maintenance
-from adlake.silver_run import SilverProcessor, existing_duplicates, reconciliation_mismatch
+from adlake.silver import run as silver_run
+from adlake.silver.run import SilverProcessor, existing_duplicates, reconciliation_mismatch
 from adlake.tables import BATCH_AUDIT, BRONZE_IMPRESSIONS, SILVER_IMPRESSIONS
 from tests.test_silver_run import _imp, _landing_creatives
 
@@ -94,7 +95,7 @@ def test_a_row_lost_before_the_merge_breaks_the_audit_identity(
     monkeypatch.setattr(silver_run.storage, "merge_insert_new", losing_merge)
     processor = SilverProcessor(spark, cfg, "batch")
     rows = [_imp("a", "2026-11-10 12:00:00"), _imp("b", "2026-11-10 12:00:00")]
-    with caplog.at_level(logging.ERROR, logger="adlake.silver_run"):
+    with caplog.at_level(logging.ERROR, logger="adlake.silver.run"):
         [row] = processor.process("impressions", _bronze(spark, 1, rows), batch_id=1)
     assert (row.rows_in, row.rows_written, row.duplicates, row.unreconciled) == (2, 1, 0, 1)
     assert "reconciliation broken, 1 rows unaccounted for" in caplog.text

@@ -10,8 +10,9 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, silver_run
+from adlake import bronze_ingest
 from adlake.config import SOURCES, AppConfig
+from adlake.silver import run as silver_run
 from adlake_datagen import DatagenConfig, generate_landing
 from tests.conftest import config_for
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from adlake import schemas, silver
+from adlake import schemas
 from adlake.config import AppConfig
-from adlake.silver_run import SilverProcessor, ValidationFailedError
+from adlake.silver.rules import RuleError
+from adlake.silver.run import SilverProcessor, ValidationFailedError
 from tests.conftest import base_config_dict, config_for
 
 INGESTED = datetime(2026, 11, 20, 8, 0, 0)
@@ -138,7 +139,7 @@ def test_unknown_silver_column_in_a_rule_fails_fast(spark: SparkSession, tmp_pat
     cfg = config_for(tmp_path, **{"silver.rules": rules})
     _landing_creatives(cfg)
     processor = SilverProcessor(spark, cfg, "batch")
-    with pytest.raises(silver.RuleError, match="bad_rule"):
+    with pytest.raises(RuleError, match="bad_rule"):
         processor.process(
             "impressions", _bronze_impressions(spark, [_imp("a", "2026-11-10 12:00:00")]), 1
         )

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import bronze_ingest, faults, silver_run
+from adlake import bronze_ingest, faults
 from adlake.config import AppConfig, parse_config
+from adlake.silver import run as silver_run
 from adlake.tables import BATCH_AUDIT, SILVER_IMPRESSIONS, SILVER_QUARANTINE
 from tests.conftest import config_dict_for, write_config
 from tests.test_bronze_stream_process import assert_crashed, run_crashing, table_count

@@ -27,9 +27,11 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import schemas, silver
+from adlake import schemas
 from adlake.config import ConfigError
 from adlake.settings import silver as rules_conf
+from adlake.silver import dedup, standardize
+from adlake.silver import rules as silver_rules
 from adlake.tables import SILVER_BID_REQUESTS, SILVER_CLICKS, SILVER_CONVERSIONS, SILVER_IMPRESSIONS
 
 F1 = "file:/landing/a"
@@ -38,7 +40,7 @@ INGESTED = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
 RULES = rules_conf.parse_rules(yaml.safe_load(rules_conf.DEFAULT_RULES_YAML))
 STR = StringType()
 TS = TimestampType()
-MONEY = silver.MONEY
+MONEY = standardize.MONEY
 
 
 def utc(
@@ -170,8 +172,8 @@ def test_parse_event_ts_every_format_in_utc_and_new_york(spark: SparkSession) ->
     raw = spark.createDataFrame([(c, r) for c, r, _, _ in cases], schema)
     actual = raw.select(
         "case",
-        silver.parse_event_ts(F.col("raw"), "UTC").alias("utc"),
-        silver.parse_event_ts(F.col("raw"), "America/New_York").alias("new_york"),
+        standardize.parse_event_ts(F.col("raw"), "UTC").alias("utc"),
+        standardize.parse_event_ts(F.col("raw"), "America/New_York").alias("new_york"),
     )
     assert_rows(
         actual,
@@ -211,7 +213,7 @@ def test_standardize_website(spark: SparkSession) -> None:
     ]
     schema = struct(("raw", STR), ("website", STR))
     raw = spark.createDataFrame([(r, None) for r, _ in cases], schema)
-    actual = raw.select("raw", silver.standardize_website(F.col("raw")).alias("website"))
+    actual = raw.select("raw", standardize.standardize_website(F.col("raw")).alias("website"))
     assert_rows(actual, cases, schema)
 
 
@@ -219,14 +221,14 @@ def test_standardize_website(spark: SparkSession) -> None:
 
 
 def test_country_keys_are_unique_and_aliases_fill_gaps_only(spark: SparkSession) -> None:
-    keys = silver.country_keys()
+    keys = standardize.country_keys()
     valid_codes = {c.alpha_2 for c in pycountry.countries}
     assert set(keys.values()) <= valid_codes
-    assert all(code in valid_codes for code in silver.COUNTRY_ALIASES.values())
+    assert all(code in valid_codes for code in standardize.COUNTRY_ALIASES.values())
     # pycountry already knows these; the aliases cover the ones it lacks
     assert keys["USA"] == "US" and keys["UNITED STATES OF AMERICA"] == "US"
     assert keys["SOUTH KOREA"] == "KR" and keys["UK"] == "GB" and keys["RUSSIA"] == "RU"
-    lookup = silver.country_lookup(spark)
+    lookup = standardize.country_lookup(spark)
     assert lookup.columns == ["country_key", "country_code"]
     assert lookup.groupBy("country_key").count().where("count > 1").count() == 0
 
@@ -250,7 +252,9 @@ def test_with_country_code_joins_any_spelling_and_keeps_rows(spark: SparkSession
     ]
     schema = struct(("id", LongType()), ("country_raw", STR), ("country", STR))
     rows = spark.createDataFrame([(i, r, None) for i, r, _ in cases], schema).drop("country")
-    actual = rows.transform(silver.with_country_code(silver.country_lookup(spark), "country_raw"))
+    actual = rows.transform(
+        standardize.with_country_code(standardize.country_lookup(spark), "country_raw")
+    )
     assert actual.columns == ["id", "country_raw", "country"]
     assert_rows(actual, cases, schema)
 
@@ -277,12 +281,12 @@ def test_canonical_id_and_to_money(spark: SparkSession) -> None:
         ("", None, None),
         (None, None, None),
     ]
-    schema = struct(("raw", STR), ("id", STR), ("money", silver.MONEY))
+    schema = struct(("raw", STR), ("id", STR), ("money", standardize.MONEY))
     raw = spark.createDataFrame([(r, None, None) for r, _, _ in cases], schema).select("raw")
     actual = raw.select(
         "raw",
-        silver.canonical_id(F.col("raw")).alias("id"),
-        silver.to_money(F.col("raw")).alias("money"),
+        standardize.canonical_id(F.col("raw")).alias("id"),
+        standardize.to_money(F.col("raw")).alias("money"),
     )
     assert_rows(actual, cases, schema)
 
@@ -292,7 +296,7 @@ def test_canonical_id_and_to_money(spark: SparkSession) -> None:
 IMPRESSION_OUT = struct(
     ("impression_id", STR), ("event_ts", TS), ("event_date", DateType()),
     ("event_hour", IntegerType()), ("user_id", STR), ("creative_id", STR), ("campaign_id", STR),
-    ("website", STR), ("auction_id", STR), ("cost", silver.MONEY), ("device_type", STR),
+    ("website", STR), ("auction_id", STR), ("cost", standardize.MONEY), ("device_type", STR),
     ("os", STR), ("browser", STR), ("country_raw", STR), ("region", STR),
     ("raw_timestamp", STR), ("raw_cost", STR), ("_source_file", STR),
     ("_bronze_ingested_at", TS), ("_rescued_data", STR),
@@ -310,10 +314,10 @@ def test_standardize_impressions(spark: SparkSession) -> None:
     # local time in New York, late enough to land on the next UTC date
     sparse = bronze_row(schema, {}, timestamp="2023-11-01 23:59:59", _source_file=F2)
     bronze = spark.createDataFrame([full, sparse], schema)
-    standardized = bronze.transform(silver.standardize_impressions("America/New_York"))
+    standardized = bronze.transform(standardize.standardize_impressions("America/New_York"))
     # Lineage keeps the bronze run; the rest of the comparison is on the contract columns.
-    assert {r[silver.BRONZE_RUN_SEQ] for r in standardized.collect()} == {1}
-    actual = standardized.drop(silver.BRONZE_RUN_SEQ)
+    assert {r[standardize.BRONZE_RUN_SEQ] for r in standardized.collect()} == {1}
+    actual = standardized.drop(standardize.BRONZE_RUN_SEQ)
     assert_rows(
         actual,
         [
@@ -331,7 +335,7 @@ def test_standardize_impressions(spark: SparkSession) -> None:
 CLICK_OUT = struct(
     ("event_id", STR), ("event_ts", TS), ("event_date", DateType()), ("event_hour", IntegerType()),
     ("user_id", STR), ("campaign_id", STR), ("creative_id", STR), ("conversion_type", STR),
-    ("revenue", silver.MONEY), ("raw_timestamp", STR), ("raw_revenue", STR),
+    ("revenue", standardize.MONEY), ("raw_timestamp", STR), ("raw_revenue", STR),
     ("_source_file", STR), ("_bronze_ingested_at", TS), ("_rescued_data", STR),
 )  # fmt: skip
 
@@ -350,9 +354,9 @@ def test_standardize_clicks_conversions_and_split(spark: SparkSession) -> None:
         ],
         schema,
     )  # fmt: skip
-    with_run = bronze.transform(silver.standardize_clicks_conversions("UTC"))
-    assert {r[silver.BRONZE_RUN_SEQ] for r in with_run.collect()} == {1}
-    standardized = with_run.drop(silver.BRONZE_RUN_SEQ)
+    with_run = bronze.transform(standardize.standardize_clicks_conversions("UTC"))
+    assert {r[standardize.BRONZE_RUN_SEQ] for r in with_run.collect()} == {1}
+    standardized = with_run.drop(standardize.BRONZE_RUN_SEQ)
     assert_rows(
         standardized,
         [
@@ -366,8 +370,8 @@ def test_standardize_clicks_conversions_and_split(spark: SparkSession) -> None:
         ],
         CLICK_OUT,
     )  # fmt: skip
-    clicks = standardized.transform(silver.split_clicks)
-    conversions = standardized.transform(silver.split_conversions)
+    clicks = standardized.transform(standardize.split_clicks)
+    conversions = standardized.transform(standardize.split_conversions)
     assert "revenue" not in clicks.columns and "raw_revenue" not in clicks.columns
     assert conversions.columns == standardized.columns
     # a null conversion_type is not a click: it goes with conversions (and a rule rejects it)
@@ -384,7 +388,7 @@ def test_standardize_clicks_conversions_and_split(spark: SparkSession) -> None:
 BID_OUT = struct(
     ("request_id", STR), ("auction_id", STR), ("event_ts", TS), ("event_date", DateType()),
     ("event_hour", IntegerType()), ("user_id", STR), ("location_raw", STR),
-    ("bid_amount", silver.MONEY), ("creative_id", STR), ("website", STR), ("device_type", STR),
+    ("bid_amount", standardize.MONEY), ("creative_id", STR), ("website", STR), ("device_type", STR),
     ("os", STR), ("raw_bid_amount", STR), ("raw_timestamp", STR), ("_source_file", STR),
     ("_bronze_ingested_at", TS), ("_rescued_data", STR),
 )  # fmt: skip
@@ -403,10 +407,10 @@ def test_standardize_bid_requests_flattens_groups(spark: SparkSession) -> None:
         ],
         schema,
     )  # fmt: skip
-    standardized = bronze.transform(silver.standardize_bid_requests("UTC"))
+    standardized = bronze.transform(standardize.standardize_bid_requests("UTC"))
     # Lineage keeps the bronze run; the rest of the comparison is on the contract columns.
-    assert {r[silver.BRONZE_RUN_SEQ] for r in standardized.collect()} == {1}
-    actual = standardized.drop(silver.BRONZE_RUN_SEQ)
+    assert {r[standardize.BRONZE_RUN_SEQ] for r in standardized.collect()} == {1}
+    actual = standardized.drop(standardize.BRONZE_RUN_SEQ)
     assert_rows(
         actual,
         [
@@ -454,7 +458,7 @@ def test_enrich_with_creatives_precedence_flags_and_no_duplicates(spark: SparkSe
         ("id", STR), ("creative_id", STR), ("campaign_id", STR), ("advertiser_id", STR),
         ("_creative_known", BooleanType()), ("_creative_campaign_matches", BooleanType()),
     )  # fmt: skip
-    impressions = rows.transform(silver.enrich_with_creatives(creatives(spark)))
+    impressions = rows.transform(standardize.enrich_with_creatives(creatives(spark)))
     # the record's campaign wins; the advertiser only comes with the creative's own campaign
     expected_impressions = [
         ("no_campaign", "1", "10", "100", True, None),
@@ -465,7 +469,9 @@ def test_enrich_with_creatives_precedence_flags_and_no_duplicates(spark: SparkSe
         ("creative_2", "2", "20", "200", True, None),
     ]
     # clicks/conversions: campaign_id is required, so it is never filled from the creative
-    clicks = rows.transform(silver.enrich_with_creatives(creatives(spark), fill_campaign=False))
+    clicks = rows.transform(
+        standardize.enrich_with_creatives(creatives(spark), fill_campaign=False)
+    )
     expected_clicks = [
         ("no_campaign", "1", None, None, True, None),
         ("same_campaign", "1", "10", "100", True, True),
@@ -488,7 +494,7 @@ def test_enrich_bid_requests_takes_campaign_from_creative(spark: SparkSession) -
     rows = spark.createDataFrame(
         [("r1", "2"), ("r2", "999"), ("r3", None)], struct(("id", STR), ("creative_id", STR))
     )
-    actual = rows.transform(silver.enrich_with_creatives(creatives(spark)))
+    actual = rows.transform(standardize.enrich_with_creatives(creatives(spark)))
     assert_rows(
         actual,
         [("r1", "2", "20", "200", True), ("r2", "999", None, None, False),
@@ -588,7 +594,7 @@ def test_apply_rules_null_passes_order_sources_and_actions(spark: SparkSession) 
          ("five", 5, "x")],
         struct(("id", STR), ("a", LongType()), ("b", STR)),
     )  # fmt: skip
-    actual = flags(rows.transform(silver.apply_rules(rules, "impressions")), "id")
+    actual = flags(rows.transform(silver_rules.apply_rules(rules, "impressions")), "id")
     assert_rows(
         actual,
         [
@@ -605,13 +611,13 @@ def test_apply_rules_null_passes_order_sources_and_actions(spark: SparkSession) 
 def test_apply_rules_errors_name_the_rule(spark: SparkSession) -> None:
     rows = spark.createDataFrame([(1,)], struct(("a", LongType())))
     unknown = [rules_conf.Rule("uses_missing", "nope > 0", "warn", ("clicks",))]
-    with pytest.raises(silver.RuleError, match="uses_missing"):
-        rows.transform(silver.apply_rules(unknown, "clicks"))
+    with pytest.raises(silver_rules.RuleError, match="uses_missing"):
+        rows.transform(silver_rules.apply_rules(unknown, "clicks"))
     not_boolean = [rules_conf.Rule("is_number", "a + 1", "warn", ("clicks",))]
-    with pytest.raises(silver.RuleError, match=r"is_number.*not boolean"):
-        rows.transform(silver.apply_rules(not_boolean, "clicks"))
+    with pytest.raises(silver_rules.RuleError, match=r"is_number.*not boolean"):
+        rows.transform(silver_rules.apply_rules(not_boolean, "clicks"))
     with pytest.raises(ValueError, match="clicks_conversions"):
-        silver.apply_rules(unknown, "clicks_conversions")
+        silver_rules.apply_rules(unknown, "clicks_conversions")
 
 
 IMPRESSION_DEFAULTS: dict[str, Any] = {
@@ -643,9 +649,9 @@ def test_default_rules_on_impressions(spark: SparkSession) -> None:
         schema,
     )
     actual = (
-        bronze.transform(silver.standardize_impressions("UTC"))
-        .transform(silver.enrich_with_creatives(creatives(spark)))
-        .transform(silver.apply_rules(RULES, "impressions"))
+        bronze.transform(standardize.standardize_impressions("UTC"))
+        .transform(standardize.enrich_with_creatives(creatives(spark)))
+        .transform(silver_rules.apply_rules(RULES, "impressions"))
     )
     assert_rows(
         flags(actual, "impression_id"),
@@ -703,12 +709,14 @@ def test_default_rules_on_clicks_and_conversions(spark: SparkSession) -> None:
         ],
         schema,
     )  # fmt: skip
-    enriched = bronze.transform(silver.standardize_clicks_conversions("UTC")).transform(
-        silver.enrich_with_creatives(creatives(spark), fill_campaign=False)
+    enriched = bronze.transform(standardize.standardize_clicks_conversions("UTC")).transform(
+        standardize.enrich_with_creatives(creatives(spark), fill_campaign=False)
     )
-    clicks = enriched.transform(silver.split_clicks).transform(silver.apply_rules(RULES, "clicks"))
-    conversions = enriched.transform(silver.split_conversions).transform(
-        silver.apply_rules(RULES, "conversions")
+    clicks = enriched.transform(standardize.split_clicks).transform(
+        silver_rules.apply_rules(RULES, "clicks")
+    )
+    conversions = enriched.transform(standardize.split_conversions).transform(
+        silver_rules.apply_rules(RULES, "conversions")
     )
     assert_rows(
         flags(clicks, "event_id").unionByName(flags(conversions, "event_id")),
@@ -758,9 +766,9 @@ def test_default_rules_on_bid_requests(spark: SparkSession) -> None:
         schema,
     )
     actual = (
-        bronze.transform(silver.standardize_bid_requests("UTC"))
-        .transform(silver.enrich_with_creatives(creatives(spark)))
-        .transform(silver.apply_rules(RULES, "bid_requests"))
+        bronze.transform(standardize.standardize_bid_requests("UTC"))
+        .transform(standardize.enrich_with_creatives(creatives(spark)))
+        .transform(silver_rules.apply_rules(RULES, "bid_requests"))
     )
     assert_rows(
         flags(actual, "request_id"),
@@ -820,7 +828,7 @@ def test_dedup_keys_and_deterministic_survivors(spark: SparkSession) -> None:
         DEDUP_IN,
     )  # fmt: skip
     keyed = rows.transform(
-        silver.with_dedup_key(silver.IMPRESSION_ID, silver.IMPRESSION_BUSINESS_COLUMNS)
+        dedup.with_dedup_key(dedup.IMPRESSION_ID, dedup.IMPRESSION_BUSINESS_COLUMNS)
     )
     same = _expected_hash("u1", "c1", micros, "example.com", None, "0.500000", *device)
     keys = {
@@ -835,11 +843,11 @@ def test_dedup_keys_and_deterministic_survivors(spark: SparkSession) -> None:
     }  # fmt: skip
     assert len(set(keys.values())) == 5
     assert_rows(
-        keyed.select("label", silver.DEDUP_KEY),
+        keyed.select("label", dedup.DEDUP_KEY),
         list(keys.items()),
         struct(("label", STR), ("_dedup_key", STR)),
     )
-    survivors = keyed.transform(silver.drop_duplicates_in_batch)
+    survivors = keyed.transform(dedup.drop_duplicates_in_batch)
     assert survivors.columns == keyed.columns
     assert_rows(
         survivors.select("label"),
@@ -876,10 +884,10 @@ def test_conversions_without_id_differing_in_revenue_are_two_events(
         ],
         CONVERSION_DEDUP_IN,
     )
-    id_col, business = silver.DEDUP_KEYS["conversions"]
-    keyed = rows.transform(silver.with_dedup_key(id_col, business))
+    id_col, business = dedup.DEDUP_KEYS["conversions"]
+    keyed = rows.transform(dedup.with_dedup_key(id_col, business))
     assert_rows(
-        keyed.select("label", silver.DEDUP_KEY),
+        keyed.select("label", dedup.DEDUP_KEY),
         [
             ("buy_10", _expected_hash(*who, "purchase", micros, "10.000000")),
             ("buy_25", _expected_hash(*who, "purchase", micros, "25.500000")),
@@ -890,7 +898,7 @@ def test_conversions_without_id_differing_in_revenue_are_two_events(
         struct(("label", STR), ("_dedup_key", STR)),
     )
     assert_rows(
-        keyed.transform(silver.drop_duplicates_in_batch).select("label"),
+        keyed.transform(dedup.drop_duplicates_in_batch).select("label"),
         [("buy_10",), ("buy_25",), ("signup",), ("buy_none",)],
         struct(("label", STR)),
     )
@@ -911,9 +919,9 @@ def test_impressions_without_ids_differing_in_cost_or_device_are_two_events(
         ],
         DEDUP_IN,
     )
-    id_col, business = silver.DEDUP_KEYS["impressions"]
-    survivors = rows.transform(silver.with_dedup_key(id_col, business)).transform(
-        silver.drop_duplicates_in_batch
+    id_col, business = dedup.DEDUP_KEYS["impressions"]
+    survivors = rows.transform(dedup.with_dedup_key(id_col, business)).transform(
+        dedup.drop_duplicates_in_batch
     )
     assert_rows(
         survivors.select("label"),
@@ -929,19 +937,19 @@ def test_dedup_keys_cover_every_target_with_its_own_columns() -> None:
         "conversions": SILVER_CONVERSIONS,
         "bid_requests": SILVER_BID_REQUESTS,
     }
-    assert set(silver.DEDUP_KEYS) == set(specs)
-    for target, (id_col, business) in silver.DEDUP_KEYS.items():
+    assert set(dedup.DEDUP_KEYS) == set(specs)
+    for target, (id_col, business) in dedup.DEDUP_KEYS.items():
         names = set(specs[target].schema.fieldNames())
         assert {id_col, *business} <= names, target
-    assert "revenue" in silver.DEDUP_KEYS["conversions"][1]
-    assert "conversion_type" in silver.DEDUP_KEYS["conversions"][1]
+    assert "revenue" in dedup.DEDUP_KEYS["conversions"][1]
+    assert "conversion_type" in dedup.DEDUP_KEYS["conversions"][1]
 
 
 def test_with_dedup_key_names_missing_columns(spark: SparkSession) -> None:
     rows = spark.createDataFrame([("1",)], struct(("request_id", STR)))
-    with pytest.raises(silver.MissingColumnError, match="auction_id"):
+    with pytest.raises(standardize.MissingColumnError, match="auction_id"):
         rows.transform(
-            silver.with_dedup_key(silver.BID_REQUEST_ID, silver.BID_REQUEST_BUSINESS_COLUMNS)
+            dedup.with_dedup_key(dedup.BID_REQUEST_ID, dedup.BID_REQUEST_BUSINESS_COLUMNS)
         )
 
 
@@ -953,7 +961,7 @@ def test_canonical_id_trims_exactly_ascii_whitespace(spark: SparkSession) -> Non
     got = [
         r[0]
         for r in spark.createDataFrame([(v,) for v in raws], schema)
-        .select(silver.canonical_id(F.col("raw")))
+        .select(standardize.canonical_id(F.col("raw")))
         .collect()
     ]
     assert got == ["a b", "\u00a0x", None, None]

@@ -1,52 +1,21 @@
-"""Silver standardization: typed, canonical, validated and deduplicated rows from bronze.
+"""Silver standardization: bronze rows -> typed, canonical columns, enriched with dimensions.
 
-Every function here is pure (no reads, writes or actions; `country_lookup` only builds a
-small DataFrame on the driver). Jobs chain them with `.transform()`:
-standardize -> enrich (creatives, countries) -> apply_rules -> with_dedup_key ->
-drop_duplicates_in_batch.
-
-Output columns of the standardizers (the names the rule expressions use):
-
-* impressions: impression_id, event_ts, event_date, event_hour, user_id, creative_id,
-  campaign_id, website, auction_id, cost, device_type, os, browser, country_raw, region,
-  raw_timestamp, raw_cost, _source_file, _bronze_ingested_at, _rescued_data
-* clicks/conversions: event_id, event_ts, event_date, event_hour, user_id, campaign_id,
-  creative_id, conversion_type, revenue, raw_timestamp, raw_revenue, _source_file,
-  _bronze_ingested_at, _rescued_data (`split_clicks` drops revenue and raw_revenue)
-* bid requests: request_id, auction_id, event_ts, event_date, event_hour, user_id,
-  location_raw, bid_amount, creative_id, website, device_type, os, raw_bid_amount,
-  raw_timestamp, _source_file, _bronze_ingested_at, _rescued_data
-
-Conventions: ids are trimmed strings (blank -> null, never reformatted); event_ts is a UTC
-instant and event_date / event_hour are its UTC date and hour whatever the session time
-zone; money is DECIMAL(18, 6) (bid_amount is a CPM); `raw_*` / `*_raw` columns hold the
-bronze text trimmed, blank as null, so rules can tell "absent" from "unparsable".
-`enrich_with_creatives` adds advertiser_id, `_creative_known` and (where the rows carry a
-campaign) `_creative_campaign_matches`; `apply_rules` adds `_quarantine_rules`,
-`_warn_rules` and `_fail_rules`; `with_dedup_key` adds `_dedup_key`.
+Pure transforms (no reads, writes or actions; `country_lookup` only builds a small DataFrame
+on the driver): ids, text, money, event timestamps, websites, the country lookup, one
+standardizer per bronze source, the clicks/conversions split and the creative enrichment.
+Output columns and conventions: docs/silver.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import pycountry
-from pyspark.errors import PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    ArrayType,
-    BooleanType,
-    DataType,
-    DecimalType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql.types import DecimalType, StringType, StructField, StructType, TimestampType
 
 from adlake import schemas
-from adlake.settings.silver import RULE_COLUMNS, RULE_SOURCES, Rule
 
 MONEY = DecimalType(18, 6)
 
@@ -56,7 +25,6 @@ EVENT_HOUR = "event_hour"
 BRONZE_INGESTED_AT = "_bronze_ingested_at"
 CREATIVE_KNOWN = "_creative_known"
 CREATIVE_CAMPAIGN_MATCHES = "_creative_campaign_matches"
-DEDUP_KEY = "_dedup_key"
 
 CLICK = "click"
 CONVERSION_TYPES: tuple[str, ...] = (
@@ -71,10 +39,6 @@ CONVERSION_TYPES: tuple[str, ...] = (
 
 class MissingColumnError(ValueError):
     """A transform needs a column the DataFrame does not have."""
-
-
-class RuleError(ValueError):
-    """A rule's expression does not compile against the rows it checks, or is not boolean."""
 
 
 # --------------------------------------------------------------------------- text and ids
@@ -311,7 +275,7 @@ def _lineage(bronze: DataFrame) -> list[Column]:
 
 
 def standardize_impressions(source_tz: str) -> Callable[[DataFrame], DataFrame]:
-    """Bronze impressions -> typed, canonical columns (see the module docstring); one row each."""
+    """Bronze impressions -> typed, canonical columns (see docs/silver.md); one row each."""
 
     def transform(bronze: DataFrame) -> DataFrame:
         c = F.col
@@ -456,176 +420,3 @@ def enrich_with_creatives(
         )
 
     return transform
-
-
-# ----------------------------------------------------------------------------------- rules
-
-
-def _compile_rules(df: DataFrame, rules: Sequence[Rule], source: str) -> list[Column]:
-    """Each rule's expression, analysed against `df` (no action) so errors name the rule."""
-    checks: list[Column] = []
-    for rule in rules:
-        try:
-            check = F.expr(rule.expr)
-            data_type: DataType = df.select(check).schema[0].dataType
-        except PySparkException as exc:
-            raise RuleError(f"rule '{rule.name}' ({source}): {exc}") from exc
-        if not isinstance(data_type, BooleanType):
-            raise RuleError(
-                f"rule '{rule.name}' ({source}): expr is {data_type.simpleString()}, not boolean"
-            )
-        checks.append(check)
-    return checks
-
-
-def apply_rules(rules: Sequence[Rule], source: str) -> Callable[[DataFrame], DataFrame]:
-    """Add `_quarantine_rules`, `_warn_rules`, `_fail_rules`: names of the failed rules.
-
-    Only rules listing `source` apply; names appear in rule order, every failed rule is
-    listed, and a row failing none gets empty arrays. Rows are neither dropped nor added.
-    """
-    if source not in RULE_SOURCES:
-        raise ValueError(f"unknown rule source {source!r}; use {', '.join(RULE_SOURCES)}")
-    active = [rule for rule in rules if source in rule.sources]
-
-    def transform(df: DataFrame) -> DataFrame:
-        checks = _compile_rules(df, active, source)
-        columns: dict[str, Column] = {}
-        for action, out_col in RULE_COLUMNS.items():
-            failed = [
-                F.when(check.eqNullSafe(F.lit(False)), F.lit(rule.name))
-                for rule, check in zip(active, checks, strict=True)
-                if rule.action == action
-            ]
-            columns[out_col] = (
-                F.filter(F.array(*failed), lambda name: name.isNotNull())
-                if failed
-                else F.array().cast(ArrayType(StringType()))
-            )
-        return df.withColumns(columns)
-
-    return transform
-
-
-# ----------------------------------------------------------------------------------- dedup
-
-IMPRESSION_ID = "impression_id"
-CLICK_CONVERSION_ID = "event_id"
-BID_REQUEST_ID = "request_id"
-# Business fields hash a record without an id. They are every field that can tell two real
-# events apart, in canonical form (so a re-delivery in another format still matches), and
-# never a field enriched from a dimension (a creative's campaign, a country code): a
-# dimension change between two deliveries of one event must not split it. Changing a list
-# changes the hashed keys of new rows only; rows already in silver keep theirs.
-IMPRESSION_BUSINESS_COLUMNS: tuple[str, ...] = (
-    "user_id",
-    "creative_id",
-    EVENT_TS,
-    "website",
-    "auction_id",
-    # Without an auction_id, two placements of one creative to one user in one second differ
-    # only in what they cost and where they were shown.
-    "cost",
-    "device_type",
-    "os",
-    "browser",
-)
-CLICK_BUSINESS_COLUMNS: tuple[str, ...] = (
-    "user_id",
-    "campaign_id",
-    "creative_id",
-    "conversion_type",
-    EVENT_TS,
-)
-# Two purchases by one user in one second with different amounts are two conversions.
-CONVERSION_BUSINESS_COLUMNS: tuple[str, ...] = (*CLICK_BUSINESS_COLUMNS, "revenue")
-# Clicks carry no revenue column (split_clicks drops it): use the per-target lists below.
-CLICK_CONVERSION_BUSINESS_COLUMNS: tuple[str, ...] = CLICK_BUSINESS_COLUMNS
-# A bid request is one (auction, user) offer; creative and price guard against merging two
-# different offers that happen to share an auction and a missing timestamp. auction_id is
-# required (auction_id_present), and website and device describe the auction, not the
-# offer, so they cannot tell two offers in one auction apart.
-BID_REQUEST_BUSINESS_COLUMNS: tuple[str, ...] = (
-    "auction_id",
-    "user_id",
-    "creative_id",
-    EVENT_TS,
-    "bid_amount",
-)
-# Silver target -> (id column, business columns) for `with_dedup_key`.
-DEDUP_KEYS: Mapping[str, tuple[str, tuple[str, ...]]] = {
-    "impressions": (IMPRESSION_ID, IMPRESSION_BUSINESS_COLUMNS),
-    "clicks": (CLICK_CONVERSION_ID, CLICK_BUSINESS_COLUMNS),
-    "conversions": (CLICK_CONVERSION_ID, CONVERSION_BUSINESS_COLUMNS),
-    "bid_requests": (BID_REQUEST_ID, BID_REQUEST_BUSINESS_COLUMNS),
-}
-
-_FIELD_SEPARATOR = "\u001f"
-_NULL_MARKER = "\u0000"
-
-
-def _key_text(column: Column, data_type: DataType) -> Column:
-    # Instants hash as epoch microseconds: their string form follows the session time zone.
-    if isinstance(data_type, TimestampType):
-        return F.unix_micros(column).cast("string")
-    return column.cast("string")
-
-
-def with_dedup_key(id_col: str, business_cols: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
-    """Add `_dedup_key`: the record's own id, else `h:` + SHA-256 of the business fields.
-
-    Fields are joined with U+001F and nulls written as U+0000, so (null, 'a') and ('', 'a')
-    or ('a b', '') and ('a', 'b ') hash apart; the `h:` prefix keeps hashes apart from ids.
-    """
-
-    def transform(df: DataFrame) -> DataFrame:
-        types = {field.name: field.dataType for field in df.schema.fields}
-        missing = [c for c in (id_col, *business_cols) if c not in types]
-        if missing:
-            raise MissingColumnError(f"with_dedup_key: no column(s) {', '.join(missing)}")
-        parts = [
-            F.coalesce(_key_text(F.col(c), types[c]), F.lit(_NULL_MARKER)) for c in business_cols
-        ]
-        hashed = F.concat(F.lit("h:"), F.sha2(F.concat_ws(_FIELD_SEPARATOR, *parts), 256))
-        return df.withColumn(DEDUP_KEY, F.coalesce(canonical_id(F.col(id_col)), hashed))
-
-    return transform
-
-
-DUPLICATE_IN_BATCH = "_duplicate_in_batch"
-
-
-def flag_duplicates_in_batch(
-    among: Column | None = None,
-) -> Callable[[DataFrame], DataFrame]:
-    """Add `_duplicate_in_batch`: false on the one row kept per `_dedup_key`, true on the rest.
-
-    The kept row has the earliest `_bronze_ingested_at`, then `_source_file`; remaining ties
-    (the same record twice in one file) are broken by the row's full JSON text, so the
-    survivor never depends on partitioning. With `among`, rows are ranked only against rows
-    of the same `among` value (e.g. valid against valid), so a rejected copy never wins.
-    """
-
-    def transform(df: DataFrame) -> DataFrame:
-        for needed in (DEDUP_KEY, BRONZE_INGESTED_AT, schemas.SOURCE_FILE):
-            if needed not in df.columns:
-                raise MissingColumnError(f"flag_duplicates_in_batch: no column {needed}")
-        content = F.to_json(F.struct(*[F.col(c) for c in df.columns if c != DEDUP_KEY]))
-        groups = [F.col(DEDUP_KEY)] if among is None else [among, F.col(DEDUP_KEY)]
-        order = Window.partitionBy(*groups).orderBy(
-            F.col(BRONZE_INGESTED_AT).asc_nulls_last(),
-            F.col(schemas.SOURCE_FILE).asc_nulls_last(),
-            content.asc_nulls_last(),
-        )
-        return df.withColumn(DUPLICATE_IN_BATCH, F.row_number().over(order) > 1)
-
-    return transform
-
-
-def drop_duplicates_in_batch(df: DataFrame) -> DataFrame:
-    """Keep one row per `_dedup_key`, the one `flag_duplicates_in_batch` keeps."""
-    return (
-        df.transform(flag_duplicates_in_batch())
-        .where(~F.col(DUPLICATE_IN_BATCH))
-        .drop(DUPLICATE_IN_BATCH)
-    )

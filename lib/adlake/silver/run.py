@@ -27,9 +27,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import StringType, StructField, StructType
 
-from adlake import clock, faults, metrics, schemas, silver, storage
+from adlake import clock, faults, metrics, schemas, storage
 from adlake.config import AppConfig
 from adlake.settings import silver as rules_conf
+from adlake.silver import dedup, rules
+from adlake.silver import standardize as silver
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import (
     BATCH_AUDIT,
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 JOB = SILVER_JOB
 SPECS = SILVER_BY_TARGET
 # Dedup key of each target: its id column, else a hash of the fields that tell events apart.
-ID_AND_BUSINESS = silver.DEDUP_KEYS
+ID_AND_BUSINESS = dedup.DEDUP_KEYS
 CREATIVES_CSV_SCHEMA = StructType(
     [StructField(name, StringType(), True) for name in schemas.CREATIVE_COLUMNS]
 )
@@ -278,11 +280,11 @@ class SilverProcessor:
         # The in-batch duplicate flag is computed once here, so the aggregation counts it and
         # the MERGE source is the unflagged rows: one window, as before, not a second pass.
         checked = (
-            df.transform(silver.with_dedup_key(id_col, business))
-            .withColumn(id_col, F.col(silver.DEDUP_KEY))
-            .transform(silver.apply_rules(self.cfg.silver.rules, target))
+            df.transform(dedup.with_dedup_key(id_col, business))
+            .withColumn(id_col, F.col(dedup.DEDUP_KEY))
+            .transform(rules.apply_rules(self.cfg.silver.rules, target))
             .transform(record_json_if_rejected(valid))
-            .transform(silver.flag_duplicates_in_batch(among=valid))
+            .transform(dedup.flag_duplicates_in_batch(among=valid))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         try:
@@ -294,7 +296,7 @@ class SilverProcessor:
                 raise ValidationFailedError(
                     f"{target} batch {batch_id}: rows fail rule(s) with action 'fail': {failed}"
                 )
-            good = checked.where(valid & ~F.col(silver.DUPLICATE_IN_BATCH))
+            good = checked.where(valid & ~F.col(dedup.DUPLICATE_IN_BATCH))
             # An empty side skips its MERGE: no scan of the target, no empty commit. Rows
             # without an event date (possible only when the timestamp rules are turned off)
             # make the MERGE unbounded, since null is in no partition list.
@@ -458,7 +460,7 @@ class SilverProcessor:
         totals = checked.agg(
             F.count(F.lit(1)).alias("rows_in"),
             F.count_if(rejected).alias("rejected"),
-            F.count_if(good & F.col(silver.DUPLICATE_IN_BATCH)).alias("valid_dups"),
+            F.count_if(good & F.col(dedup.DUPLICATE_IN_BATCH)).alias("valid_dups"),
             # The only distinct aggregate: valid rows all map to null, so its shuffle carries
             # about one row per distinct rejected record, not one per row.
             F.count_distinct(F.when(rejected, F.col(silver.RECORD))).alias("distinct_rejected"),
