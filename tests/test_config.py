@@ -133,3 +133,31 @@ def test_bad_gold_maintenance_metrics_keys_are_named(
     with pytest.raises(ConfigError) as err:
         parse_config(data, Path("/tmp"))
     assert err.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("quality.freshness.min_expected_rows", -1),
+        ("quality.freshness.min_expected_rows", 2.5),
+        ("quality.freshness.min_expected_rows", "20"),
+        ("quality.freshness.min_expected_rows", True),
+        ("quality.ratios.min_rows", -100),
+        ("quality.ratios.min_rows", None),
+        ("quality.ratios.quarantine_ratio.min_rows", "many"),
+        ("quality.ratios.unattributed_conversion_ratio.min_rows", -1),
+        ("quality.freshness.min_rows", 10),  # unknown: min_rows belongs to ratios
+        ("quality.ratios.min_row", 100),  # unknown
+    ],
+)
+def test_bad_minimum_volume_names_its_key(key: str, value: Any, tmp_path: Path) -> None:
+    data = base_config_dict()
+    node = data
+    *parents, leaf = key.split(".")
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[leaf] = value
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, tmp_path)
+    assert err.value.key == key
+    assert f"'{key}'" in str(err.value)

@@ -31,11 +31,17 @@ from adlake import storage
 from adlake.config import AppConfig, ConfigError
 from adlake.gold_run import CAMPAIGN_ATTRIBUTION_DAILY, CAMPAIGN_DAILY
 from adlake.quality import (
+    EVENT_PROFILE,
     CheckResult,
     Limits,
+    Measure,
     QualitySettings,
     evaluated_period,
+    event_freshness_limits,
     format_results,
+    grade_freshness,
+    grade_measures,
+    grade_ratio,
     grade_volume,
     parse_quality,
     period_label,
@@ -54,6 +60,11 @@ from adlake.tables import (
 from tests.conftest import config_for, write_config
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+# The hand-built lakehouse holds a few dozen rows per table, below the minimum-volume
+# defaults (20 rows expected within the freshness fail bound, 100 rows under a ratio), so
+# its fixtures grade with that rule off to show each check's arithmetic on round values;
+# test_minimum_volume_on_the_shared_lakehouse grades the same tables with the defaults.
+RULE_OFF = {"quality.freshness.min_expected_rows": 0, "quality.ratios.min_rows": 0}
 MONEY = DecimalType(38, 6)
 CAMPAIGN_DAILY_SCHEMA = StructType(
     [
@@ -219,7 +230,7 @@ def build_lakehouse(spark: SparkSession, cfg: AppConfig) -> None:
 @pytest.fixture(scope="module")
 def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> AppConfig:
     root = tmp_path_factory.mktemp("quality")
-    cfg = config_for(root)
+    cfg = config_for(root, **RULE_OFF)
     build_lakehouse(spark, cfg)
     return cfg
 
@@ -331,6 +342,55 @@ def test_details_say_what_was_seen(results: list[CheckResult]) -> None:
     )
 
 
+def test_minimum_volume_on_the_shared_lakehouse(spark: SparkSession, lake: AppConfig) -> None:
+    """The same tables graded with the default minimum volume: only the sparse rows change."""
+    defaults = config_for(Path(lake.paths.lakehouse).parent)
+    assert defaults.quality == QualitySettings()
+    results = run_checks(spark, defaults, NOW)
+    changed = [
+        # clicks: 20 rows in 5 days of history expect 1 within 6 h: limits x20.
+        ("freshness_event_seconds", "silver/clicks", "all", 57600, 72000, "pass"),
+        # impressions: 70 rows in 7 days expect 2.5 within 6 h: limits x8. Bid requests
+        # (no history before the graded day) and conversions (1 day) keep the 1 h / 6 h.
+        ("freshness_event_seconds", "silver/impressions", "all", 7200, 28800, "pass"),
+        # Denominators below 100 pass ungraded; those of exactly 100 are graded as before.
+        ("quarantine_ratio", "bronze/bid_requests", "bid_requests", None, 0.02, "pass"),
+        ("quarantine_ratio", "silver/bid_requests", "bid_requests", None, 0.02, "pass"),
+        ("quarantine_ratio", "silver/clicks", "clicks", None, 0.02, "pass"),
+        ("quarantine_ratio", "silver/conversions", "conversions", None, 0.02, "pass"),
+        ("duplicate_ratio", "silver/bid_requests", "bid_requests", None, 0.05, "pass"),
+        ("duplicate_ratio", "silver/clicks", "clicks", None, 0.05, "pass"),
+        ("duplicate_ratio", "silver/conversions", "conversions", None, 0.05, "pass"),
+        ("clicks_without_impression_ratio", "silver/clicks", "all", None, 0.05, "pass"),
+        ("impressions_unknown_auction_ratio", "silver/impressions", "all", None, 0.01, "pass"),
+        (
+            "unattributed_conversion_ratio",
+            "gold/campaign_attribution_daily",
+            "all",
+            None,
+            0.3,
+            "pass",
+        ),
+    ]
+    by_key = {row[:3]: row for row in changed}
+    assert len(by_key) == len(changed) and set(by_key) <= {row[:3] for row in EXPECTED}
+    _assert_rows(_table(results), [by_key.get(row[:3], row) for row in EXPECTED])
+    detail = {(r.check, r.table, r.scope): r.detail for r in results}
+    assert detail[("freshness_event_seconds", "silver/clicks", "all")] == (
+        "newest 2026-11-26T20:00:00Z; sparse: ~4 rows/day, limits x20"
+    )
+    assert detail[("freshness_event_seconds", "silver/impressions", "all")] == (
+        "newest 2026-11-27T10:00:00Z; sparse: ~10 rows/day, limits x8"
+    )
+    assert detail[("freshness_event_seconds", "silver/bid_requests", "all")] == (
+        "newest 2026-11-26T12:00:00Z"
+    )
+    assert detail[("clicks_without_impression_ratio", "silver/clicks", "all")] == (
+        "insufficient volume (21 rows < 100): 4 of 21"
+    )
+    assert detail[("quarantine_ratio", "bronze/impressions", "impressions")] == "5 of 100"
+
+
 def test_grade_volume_baseline_rules() -> None:
     settings = QualitySettings(volume_period="hour", baseline_periods=4, min_periods=3)
     # Rows older than the baseline (bucket 5): all 4 baseline periods count, empty ones as 0.
@@ -346,6 +406,157 @@ def test_grade_volume_baseline_rules() -> None:
     # Baseline of zeros (median 0, MAD 0): the deviation is relative to max(median, 1).
     spike = grade_volume("silver/clicks", {5: 1, 10: 2}, 10, settings)
     assert (spike.observed, spike.status, spike.threshold) == (2.0, "fail", 0.8)
+
+
+# -- minimum volume --------------------------------------------------------------------------
+# Defaults: daily periods, 14 of baseline, min_periods 3, 1 h / 6 h, 20 rows expected. With
+# period 100 evaluated, the baseline is periods 86..99 (1 209 600 s).
+BASELINE = range(86, 100)
+
+
+def test_event_freshness_limits_keep_normal_volume_as_configured() -> None:
+    settings = QualitySettings()
+    # 80 rows a day expect exactly 20 within the 6 h fail bound: not fewer, so unchanged.
+    # The evaluated period (100) and later ones (101) are not part of the rate.
+    steady = {**dict.fromkeys(BASELINE, 80), 100: 5, 101: 900}
+    assert event_freshness_limits(steady, 100, settings) == (Limits(3600, 21600), None)
+    busy = dict.fromkeys(BASELINE, 10_000)
+    assert event_freshness_limits(busy, 100, settings) == (Limits(3600, 21600), None)
+    # One row fewer (1119 in 14 days) expects 19.98: stretched by 20 / 19.98 = 1120 / 1119.
+    limits, note = event_freshness_limits({**steady, 99: 79}, 100, settings)
+    assert limits.warn == pytest.approx(3600 * 1120 / 1119, rel=1e-12)
+    assert limits.fail == pytest.approx(21600 * 1120 / 1119, rel=1e-12)
+    assert note == "sparse: ~80 rows/day, limits x1"
+
+
+def test_event_freshness_limits_stretch_for_sparse_tables() -> None:
+    settings = QualitySettings()
+    # 26 clicks in 14 days expect 26 * 21600 / 1209600 = 0.464 rows within 6 h: x560/13.
+    clicks = dict(zip(BASELINE, [2, 1, 3, 2, 1, 2, 2, 1, 3, 2, 2, 1, 2, 2], strict=True))
+    limits, note = event_freshness_limits(clicks, 100, settings)
+    assert limits.warn == pytest.approx(3600 * 560 / 13, rel=1e-12)  # 43.1 h
+    assert limits.fail == pytest.approx(21600 * 560 / 13, rel=1e-12)  # 10.8 days
+    assert note == "sparse: ~1.9 rows/day, limits x43.1"
+    now = 1_000_000.0
+    key = ("freshness_event_seconds", "silver/clicks", "all")
+    fresh = grade_freshness(*key, now - 97_200, now, limits, note)
+    assert (fresh.observed, fresh.status) == (97_200, "pass")
+    assert fresh.threshold == pytest.approx(3600 * 560 / 13, rel=1e-12)
+    assert fresh.detail == "newest 1970-01-11T10:46:40Z; sparse: ~1.9 rows/day, limits x43.1"
+    late = grade_freshness(*key, 0.0, now, limits)
+    assert (late.status, late.threshold) == ("fail", pytest.approx(21600 * 560 / 13))
+    assert late.detail == "newest 1970-01-01T00:00:00Z"
+    # A baseline without rows (older rows exist) counts as 1 row in 14 days: x1120.
+    silent = event_freshness_limits({85: 3}, 100, settings)
+    assert silent == (
+        Limits(4_032_000, 24_192_000),
+        "sparse: no rows in 14 days (taken as 1), limits x1120",
+    )
+    # Hourly periods: 3 rows in the 3 hours of history expect 6 within 6 h: x20/6.
+    hourly = QualitySettings(volume_period="hour", baseline_periods=4, min_periods=3)
+    limits, note = event_freshness_limits({7: 1, 9: 2}, 10, hourly)
+    assert (limits.warn, limits.fail) == (pytest.approx(12_000), pytest.approx(72_000))
+    assert note == "sparse: ~1 rows/hour, limits x3.3"
+
+
+def test_event_freshness_limits_need_history_and_a_minimum() -> None:
+    settings = QualitySettings()
+    # Less history than min_periods (2 of 3 days): no rate yet, limits as configured.
+    assert event_freshness_limits({98: 1, 99: 1}, 100, settings) == (Limits(3600, 21600), None)
+    assert event_freshness_limits({}, 100, settings) == (Limits(3600, 21600), None)
+    # min_expected_rows 0 turns the rule off; so does a fail bound of 0 (nothing to stretch).
+    sparse = dict.fromkeys(BASELINE, 1)
+    off = QualitySettings(event_min_expected_rows=0)
+    assert event_freshness_limits(sparse, 100, off) == (Limits(3600, 21600), None)
+    zero = QualitySettings(event_freshness=Limits(0, 0))
+    assert event_freshness_limits(sparse, 100, zero) == (Limits(0, 0), None)
+    # A lower minimum stretches less: 14 rows expect 0.25 within 6 h; 5 / 0.25 = x20.
+    five = QualitySettings(event_min_expected_rows=5)
+    assert event_freshness_limits(sparse, 100, five) == (
+        Limits(72_000, 432_000),
+        "sparse: ~1 rows/day, limits x20",
+    )
+
+
+def test_grade_ratio_minimum_denominator() -> None:
+    limits = Limits(0.02, 0.10)
+    args = ("quarantine_ratio", "bronze/clicks_conversions", "clicks_conversions")
+    assert grade_ratio(*args, 1, 30, limits, 100) == CheckResult(
+        *args, None, 0.02, "pass", "insufficient volume (30 rows < 100): 1 of 30"
+    )
+    assert grade_ratio(*args, 50, 99, limits, 100) == CheckResult(
+        *args, None, 0.02, "pass", "insufficient volume (99 rows < 100): 50 of 99"
+    )
+    assert grade_ratio(*args, 0, 0, limits, 100) == CheckResult(
+        *args, None, 0.02, "pass", "insufficient volume (0 rows < 100): 0 of 0"
+    )
+    # From min_rows on, the ratio is graded as before.
+    assert grade_ratio(*args, 3, 100, limits, 100) == CheckResult(
+        *args, 0.03, 0.02, "warn", "3 of 100"
+    )
+    assert grade_ratio(*args, 11, 100, limits, 100) == CheckResult(
+        *args, 0.11, 0.10, "fail", "11 of 100"
+    )
+    # min_rows 0 (the argument's default): every denominator is graded, 0 of 0 passes as 0.
+    assert grade_ratio(*args, 1, 30, limits) == CheckResult(*args, 1 / 30, 0.02, "warn", "1 of 30")
+    assert grade_ratio(*args, 0, 0, limits, 0) == CheckResult(*args, 0.0, 0.02, "pass", "0 of 0")
+
+
+def test_grade_measures_applies_the_minimum_volume_per_check() -> None:
+    settings = parse_quality(
+        {"ratios": {"min_rows": 50, "duplicate_ratio": {"min_rows": 0}}}, "quality"
+    )
+    evaluated = evaluated_period(NOW, 86_400)
+    newest = NOW.timestamp() - 27 * 3600
+    daily = [2, 1, 3, 2, 1, 2, 2, 1, 3, 2, 2, 1, 2, 2]  # 26 rows
+    profile = [
+        Measure(EVENT_PROFILE, "silver/clicks", str(evaluated - 14 + i), n, None, newest - i, None)
+        for i, n in enumerate(daily)
+    ] + [Measure(EVENT_PROFILE, "silver/clicks", str(evaluated), 2, None, newest, None)]
+    ratios = [
+        Measure("quarantine_ratio", "silver/clicks", "clicks", 1, 30, None, None),
+        Measure("duplicate_ratio", "silver/clicks", "clicks", 1, 30, None, None),
+    ]
+    present = {t: t in ("silver/clicks", "ops/batch_audit") for t in _ALL_INPUTS}
+    results = grade_measures(profile + ratios, settings, NOW, present)
+    got = {(r.check, r.table, r.scope): r for r in results}
+    fresh = got[("freshness_event_seconds", "silver/clicks", "all")]
+    assert (fresh.observed, fresh.status) == (27 * 3600, "pass")
+    assert fresh.threshold == pytest.approx(3600 * 560 / 13)
+    assert fresh.detail == "newest 2026-11-26T09:00:00Z; sparse: ~1.9 rows/day, limits x43.1"
+    volume = got[("volume_anomaly", "silver/clicks", DAY)]
+    assert (volume.status, volume.detail) == (
+        "pass",
+        "steady: 2 rows vs median 2 of 14 days (MAD 0: relative deviation)",
+    )
+    quarantine = got[("quarantine_ratio", "silver/clicks", "clicks")]
+    assert (quarantine.observed, quarantine.status, quarantine.detail) == (
+        None,
+        "pass",
+        "insufficient volume (30 rows < 50): 1 of 30",
+    )
+    duplicates = got[("duplicate_ratio", "silver/clicks", "clicks")]
+    assert (duplicates.observed, duplicates.status) == (pytest.approx(1 / 30), "pass")
+    assert got[("duplicate_ratio", "silver/impressions", "impressions")].detail == "0 of 0"
+    assert got[("quarantine_ratio", "silver/impressions", "impressions")].detail == (
+        "insufficient volume (0 rows < 50): 0 of 0"
+    )
+
+
+_ALL_INPUTS = (
+    SILVER_IMPRESSIONS.relative_path,
+    SILVER_CLICKS.relative_path,
+    SILVER_CONVERSIONS.relative_path,
+    SILVER_BID_REQUESTS.relative_path,
+    INGEST_FILE_LOG.relative_path,
+    BATCH_AUDIT.relative_path,
+    CAMPAIGN_DAILY,
+    CAMPAIGN_ATTRIBUTION_DAILY,
+    "silver/quarantine",
+    "bronze/impressions",
+    "bronze/clicks_conversions",
+    "bronze/bid_requests",
+)
 
 
 def test_missing_tables_warn_without_failing(spark: SparkSession, tmp_path: Path) -> None:
@@ -389,7 +600,7 @@ def job_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Jo
     table with one broken row; everything else is not built yet.
     """
     root = tmp_path_factory.mktemp("quality_job")
-    cfg = config_for(root)
+    cfg = config_for(root, **RULE_OFF)
     for spec in (SILVER_IMPRESSIONS, SILVER_CLICKS):
         storage.ensure_table(spark, spec, spec.location(cfg))
     audit = [
@@ -399,7 +610,8 @@ def job_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Jo
     _save(spark, cfg, BATCH_AUDIT.relative_path, BATCH_AUDIT.schema, audit)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = _job().main(["--config", str(write_config(root)), "--log-level", "WARNING"])
+        config = write_config(root, **RULE_OFF)
+        code = _job().main(["--config", str(config), "--log-level", "WARNING"])
     return JobRun(cfg, code, out.getvalue().splitlines())
 
 
@@ -582,3 +794,28 @@ def test_format_results_is_a_fixed_width_table() -> None:
         "volume_anomaly  silver/clicks        2026-11-26      0.75        0.5  warn",
         "ctr_band        gold/campaign_daily  all                -          -  warn",
     ]
+
+
+def test_parse_minimum_volume_keys() -> None:
+    defaults = QualitySettings()
+    assert defaults.event_min_expected_rows == 20
+    ratio_checks = [r[0] for r in EXPECTED if r[0].endswith("_ratio")]
+    assert dict(defaults.ratio_min_rows) == dict.fromkeys(ratio_checks, 100)
+    assert len(defaults.ratio_min_rows) == 6
+    settings = parse_quality(
+        {
+            "freshness": {"min_expected_rows": 0},
+            "ratios": {
+                "min_rows": 30,
+                "unattributed_conversion_ratio": {"min_rows": 10},
+                "quarantine_ratio": {"warn": 0.01, "min_rows": 0},
+            },
+        },
+        "quality",
+    )
+    assert settings.event_min_expected_rows == 0
+    assert settings.event_freshness == Limits(3600, 21600)
+    assert settings.ratio_min_rows["unattributed_conversion_ratio"] == 10
+    assert settings.ratio_min_rows["quarantine_ratio"] == 0
+    assert settings.ratio_min_rows["duplicate_ratio"] == 30  # the section's min_rows
+    assert settings.ratios["quarantine_ratio"] == Limits(0.01, 0.10)

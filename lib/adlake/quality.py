@@ -12,8 +12,16 @@ outside [min, max]), else `warn` when strictly above the warn bound, else `pass`
 is the bound the status refers to: the fail bound on `fail` rows, the warn bound otherwise
 (bands: the bound crossed, or the nearer one when inside). A missing input table gives
 `warn` with detail 'table missing' (naming the table when it is another input of the check);
-a ratio with a zero denominator is observed 0 and passes. observed is null only when nothing
-could be measured (no rows, insufficient history, no committed files).
+a ratio whose denominator is below its minimum passes as 'insufficient volume' (with a minimum
+of 0, a zero denominator is observed 0 and passes). observed is null only when nothing could
+be measured or graded (no rows, insufficient history or volume, no committed files).
+
+Minimum volume. Fixed bounds suit tables with steady traffic; on sparse tables they grade
+chance, not health. Event freshness: when the table's baseline (the periods volume_anomaly
+compares against, from the same scan) expects fewer than `event_min_expected_rows` rows
+within the fail bound, both bounds are multiplied by the factor that makes it expect that
+many (`event_freshness_limits`). Ratios: a denominator below the check's `ratio_min_rows`
+passes as 'insufficient volume' (`grade_ratio`).
 """
 
 from __future__ import annotations
@@ -136,6 +144,9 @@ class Band:
     min_denominator: int
 
 
+# Fewer rows than this in a ratio's denominator: pass, 'insufficient volume'.
+DEFAULT_RATIO_MIN_ROWS = 100
+
 DEFAULT_RATIO_LIMITS: dict[str, Limits] = {
     QUARANTINE_RATIO: Limits(0.02, 0.10),
     DUPLICATE_RATIO: Limits(0.05, 0.20),
@@ -151,6 +162,10 @@ class QualitySettings:
     """Thresholds of the data-quality checks (config `quality:`); every field has a default."""
 
     event_freshness: Limits = Limits(3_600, 21_600)
+    # Rows the baseline must expect within event_freshness.fail, else the bounds stretch.
+    # 20: at the stretched bounds the warn window (1 h of 6 h) still expects 3.3 rows, so a
+    # steady Poisson stream crosses it by chance e^-3.3 = 4 % of the time (10 would be 19 %).
+    event_min_expected_rows: int = 20
     ingestion_freshness: Limits = Limits(3_600, 21_600)
     volume_period: str = "day"
     baseline_periods: int = 14
@@ -159,6 +174,9 @@ class QualitySettings:
     volume_relative: Limits = Limits(0.5, 0.8)
     audit_window_seconds: int | None = None
     ratios: Mapping[str, Limits] = field(default_factory=lambda: dict(DEFAULT_RATIO_LIMITS))
+    ratio_min_rows: Mapping[str, int] = field(
+        default_factory=lambda: dict.fromkeys(DEFAULT_RATIO_LIMITS, DEFAULT_RATIO_MIN_ROWS)
+    )
     band_days: int = 7
     ctr: Band = Band(0.001, 0.1, 1_000)
     cvr: Band = Band(0.005, 0.5, 100)
@@ -177,6 +195,7 @@ def parse_quality(data: dict[str, Any], prefix: str) -> QualitySettings:
 
     f = q.section("freshness", required=False)
     event = _duration_limits(f, "event_warn_after", "event_fail_after", d.event_freshness)
+    min_expected = _non_negative_int(f, "min_expected_rows", d.event_min_expected_rows)
     ingestion = _duration_limits(
         f, "ingestion_warn_after", "ingestion_fail_after", d.ingestion_freshness
     )
@@ -202,10 +221,13 @@ def parse_quality(data: dict[str, Any], prefix: str) -> QualitySettings:
             raise ConfigError(q.key("audit_window"), "must be longer than 0 (or null for all)")
 
     r = q.section("ratios", required=False)
+    all_min_rows = _non_negative_int(r, "min_rows", DEFAULT_RATIO_MIN_ROWS)
     ratios: dict[str, Limits] = {}
+    min_rows: dict[str, int] = {}
     for name, default in DEFAULT_RATIO_LIMITS.items():
         one = r.section(name, required=False)
         ratios[name] = _limits(one, "warn", "fail", default, fraction=True)
+        min_rows[name] = _non_negative_int(one, "min_rows", all_min_rows)
         one.done()
     r.done()
 
@@ -219,6 +241,7 @@ def parse_quality(data: dict[str, Any], prefix: str) -> QualitySettings:
     q.done()
     return QualitySettings(
         event_freshness=event,
+        event_min_expected_rows=min_expected,
         ingestion_freshness=ingestion,
         volume_period=period,
         baseline_periods=baseline,
@@ -227,6 +250,7 @@ def parse_quality(data: dict[str, Any], prefix: str) -> QualitySettings:
         volume_relative=relative,
         audit_window_seconds=window_seconds,
         ratios=ratios,
+        ratio_min_rows=min_rows,
         band_days=days,
         ctr=ctr,
         cvr=cvr,
@@ -241,6 +265,13 @@ def _non_negative(
     if not math.isfinite(value) or value < 0 or (fraction and value > 1):
         want = "a fraction in [0, 1]" if fraction else "a non-negative number"
         raise ConfigError(section.key(name), f"must be {want}, got {value}")
+    return value
+
+
+def _non_negative_int(section: ConfigSection, name: str, default: int) -> int:
+    value: int = section.get(name, int, default)
+    if value < 0:
+        raise ConfigError(section.key(name), f"must be a non-negative integer, got {value}")
     return value
 
 
@@ -698,29 +729,50 @@ def _num(value: float | Decimal) -> str:
 
 
 def grade_ratio(
-    check: str, table: str, scope: str, part: float, whole: float, limits: Limits
+    check: str,
+    table: str,
+    scope: str,
+    part: float,
+    whole: float,
+    limits: Limits,
+    min_rows: int = 0,
 ) -> CheckResult:
-    """part / whole against upper limits; a zero whole is observed 0 and passes."""
+    """part / whole against upper limits.
+
+    A whole below `min_rows` is too small to grade (one bad row of 30 is 3 %): `pass` with
+    observed null, the warn bound as threshold and detail 'insufficient volume'. With
+    min_rows 0, a zero whole is observed 0 and passes.
+    """
+    counts = f"{_num(part)} of {_num(whole)}"
+    if whole < min_rows:
+        detail = f"insufficient volume ({_num(whole)} rows < {min_rows}): {counts}"
+        return CheckResult(check, table, scope, None, limits.warn, PASS, detail)
     observed = part / whole if whole else 0.0
     status, threshold = _upper(observed, limits)
-    return CheckResult(
-        check, table, scope, observed, threshold, status, f"{_num(part)} of {_num(whole)}"
-    )
+    return CheckResult(check, table, scope, observed, threshold, status, counts)
 
 
 def grade_freshness(
-    check: str, table: str, scope: str, newest: float | None, now: float, limits: Limits
+    check: str,
+    table: str,
+    scope: str,
+    newest: float | None,
+    now: float,
+    limits: Limits,
+    note: str | None = None,
 ) -> CheckResult:
-    """now - newest (epoch seconds) against upper limits; nothing yet is a warning."""
+    """now - newest (epoch seconds) against upper limits; nothing yet is a warning.
+
+    `note` (how `event_freshness_limits` stretched the limits) is appended to the detail.
+    """
     if newest is None:
         empty = "no committed files" if check == FRESHNESS_INGESTION else "no rows"
         return CheckResult(check, table, scope, None, limits.warn, WARN, empty)
     observed = now - newest
     status, threshold = _upper(observed, limits)
     newest_at = datetime.fromtimestamp(newest, timezone.utc)
-    return CheckResult(
-        check, table, scope, observed, threshold, status, f"newest {newest_at:%Y-%m-%dT%H:%M:%SZ}"
-    )
+    detail = f"newest {newest_at:%Y-%m-%dT%H:%M:%SZ}" + (f"; {note}" if note else "")
+    return CheckResult(check, table, scope, observed, threshold, status, detail)
 
 
 def period_label(period: int, period_seconds: int) -> str:
@@ -736,6 +788,50 @@ def evaluated_period(now: datetime, period_seconds: int) -> int:
     return int((_as_utc(now) - _EPOCH) // timedelta(seconds=period_seconds)) - 1
 
 
+def _baseline(counts: Mapping[int, int], evaluated: int, settings: QualitySettings) -> list[int]:
+    """Rows of the baseline periods of `grade_volume` (oldest first)."""
+    first = evaluated - settings.baseline_periods
+    if counts.get(first - 1):
+        start = first
+    else:
+        with_rows = [p for p, n in counts.items() if first <= p < evaluated and n]
+        start = min(with_rows, default=evaluated)
+    return [counts.get(p, 0) for p in range(start, evaluated)]
+
+
+def event_freshness_limits(
+    counts: Mapping[int, int], evaluated: int, settings: QualitySettings
+) -> tuple[Limits, str | None]:
+    """The event freshness limits of a table with the volume profile `counts` (as for
+    `grade_volume`), and a note for the detail when they were stretched.
+
+    The expected rate is the baseline's mean, max(rows, 1) / its length: a baseline without
+    rows counts as one row, so a table silent for the whole baseline is still bounded. When
+    that rate expects fewer than N = event_min_expected_rows rows within the fail bound,
+    both bounds are multiplied by N / expected: the fail bound becomes the time N rows are
+    expected to take, and the warn bound keeps its share of it. The limits stay as
+    configured when N or more rows are expected (normal volume), with less history than
+    min_periods (no rate yet), and with N = 0 or a fail bound of 0.
+    """
+    limits, wanted = settings.event_freshness, settings.event_min_expected_rows
+    baseline = _baseline(counts, evaluated, settings)
+    if not wanted or not limits.fail or len(baseline) < settings.min_periods:
+        return limits, None
+    rows = sum(baseline)
+    expected = max(rows, 1) * limits.fail / (len(baseline) * settings.period_seconds)
+    if expected >= wanted:
+        return limits, None
+    factor = wanted / expected
+    period = settings.volume_period
+    rate = (
+        f"~{rows / len(baseline):.2g} rows/{period}"
+        if rows
+        else f"no rows in {len(baseline)} {period}s (taken as 1)"
+    )
+    note = f"sparse: {rate}, limits x{_num(round(factor, 1))}"
+    return Limits(limits.warn * factor, limits.fail * factor), note
+
+
 def grade_volume(
     table: str, counts: Mapping[int, int], evaluated: int, settings: QualitySettings
 ) -> CheckResult:
@@ -748,13 +844,7 @@ def grade_volume(
     """
     period = settings.volume_period
     scope = period_label(evaluated, settings.period_seconds)
-    first = evaluated - settings.baseline_periods
-    if counts.get(first - 1):
-        start = first
-    else:
-        with_rows = [p for p, n in counts.items() if first <= p < evaluated and n]
-        start = min(with_rows, default=evaluated)
-    baseline = [counts.get(p, 0) for p in range(start, evaluated)]
+    baseline = _baseline(counts, evaluated, settings)
     if len(baseline) < settings.min_periods:
         return CheckResult(
             VOLUME_ANOMALY,
@@ -861,15 +951,16 @@ def grade_measures(
     for table in SILVER_EVENT_TABLES:
         if not present[table]:
             continue
+        # One profile (one scan) per table grades both its freshness and its volume.
         buckets = [m for (c, t, _), m in got.items() if c == EVENT_PROFILE and t == table]
         newest = max((m.newest for m in buckets if m.newest is not None), default=None)
-        results.append(
-            grade_freshness(FRESHNESS_EVENT, table, ALL, newest, now_s, settings.event_freshness)
-        )
         counts = {int(m.scope or 0): int(m.value or 0) for m in buckets}
+        limits, note = event_freshness_limits(counts, evaluated, settings)
+        results.append(grade_freshness(FRESHNESS_EVENT, table, ALL, newest, now_s, limits, note))
         results.append(grade_volume(table, counts, evaluated, settings))
 
-    # Ratios per scope: the expected scopes are graded 0 of 0 when no measure came back.
+    # Ratios per scope: the expected scopes are graded 0 of 0 when no measure came back
+    # (an insufficient volume unless the check's min_rows is 0).
     expected: list[tuple[str, str, str]] = []
     if present[INGEST_FILE_LOG.relative_path]:
         sources = set(SOURCES) | {s for c, _, s in got if c == FRESHNESS_INGESTION}
@@ -896,7 +987,8 @@ def grade_measures(
     measured_ratios = {k for k in got if k[0] in (QUARANTINE_RATIO, DUPLICATE_RATIO)}
     for check, table, scope in sorted(set(expected) | measured_ratios):
         part, whole = part_whole(check, table, scope)
-        results.append(grade_ratio(check, table, scope, part, whole, settings.ratios[check]))
+        limits, min_rows = settings.ratios[check], settings.ratio_min_rows[check]
+        results.append(grade_ratio(check, table, scope, part, whole, limits, min_rows))
 
     if present[CAMPAIGN_DAILY]:
         for check, band, unit in (
