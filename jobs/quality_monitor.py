@@ -15,9 +15,10 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from adlake import metrics, quality
+from adlake import metrics
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import AppConfig, ConfigError, parse_duration
+from adlake.quality import run as quality
 from adlake.session import build_spark
 from adlake.streams import stop_on_signals
 

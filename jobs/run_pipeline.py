@@ -10,11 +10,12 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from adlake import bronze_ingest, gold_run, metrics, quality
+from adlake import bronze_ingest, gold_run, metrics
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
 from adlake.lease import holding
 from adlake.ops.summary import format_counts, format_quarantine, quarantine_counts, table_counts
+from adlake.quality import run as quality
 from adlake.session import build_spark
 from adlake.silver import run as silver_run
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import bronze_ingest, gold_run, quality
+from adlake import bronze_ingest, gold_run
 from adlake.config import SOURCES, AppConfig, load_config
+from adlake.quality import run as quality
 from adlake.silver import run as silver_run
 from adlake_datagen import DatagenConfig, generate_landing
 from tests.conftest import write_config

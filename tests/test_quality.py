@@ -29,28 +29,23 @@ from pyspark.sql.types import (
 
 from adlake import storage
 from adlake.config import AppConfig, ConfigError
-from adlake.gold_run import CAMPAIGN_ATTRIBUTION_DAILY, CAMPAIGN_DAILY
-from adlake.quality import (
-    EVENT_PROFILE,
-    CheckResult,
-    Limits,
-    Measure,
-    QualitySettings,
+from adlake.quality.checks import EVENT_PROFILE, CheckResult, Measure
+from adlake.quality.grading import (
     evaluated_period,
     event_freshness_limits,
-    format_results,
     grade_freshness,
     grade_measures,
     grade_ratio,
     grade_volume,
-    parse_quality,
     period_label,
-    run_checks,
-    write_results,
 )
+from adlake.quality.run import format_results, run_checks, write_results
+from adlake.settings.quality import Limits, QualitySettings, parse_quality
 from adlake.tables import (
     BATCH_AUDIT,
     DQ_RESULTS,
+    GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
+    GOLD_CAMPAIGN_DAILY,
     INGEST_FILE_LOG,
     SILVER_BID_REQUESTS,
     SILVER_CLICKS,
@@ -58,6 +53,9 @@ from adlake.tables import (
     SILVER_IMPRESSIONS,
 )
 from tests.conftest import config_for, write_config
+
+CAMPAIGN_DAILY = GOLD_CAMPAIGN_DAILY.relative_path
+CAMPAIGN_ATTRIBUTION_DAILY = GOLD_CAMPAIGN_ATTRIBUTION_DAILY.relative_path
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 # The hand-built lakehouse holds a few dozen rows per table, below the minimum-volume

@@ -17,9 +17,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from adlake import quality, schemas, storage
+from adlake import schemas, storage
 from adlake.config import AppConfig
 from adlake.ops import maintenance
+from adlake.quality import checks
+from adlake.quality import run as quality_run
+from adlake.settings import quality as checks_conf
 from adlake.silver import run as silver_run
 from adlake.silver.run import SilverProcessor, existing_duplicates, reconciliation_mismatch
 from adlake.tables import BATCH_AUDIT, BRONZE_IMPRESSIONS, SILVER_IMPRESSIONS
@@ -100,16 +103,16 @@ def test_a_row_lost_before_the_merge_breaks_the_audit_identity(
     assert (row.rows_in, row.rows_written, row.duplicates, row.unreconciled) == (2, 1, 0, 1)
     assert "reconciliation broken, 1 rows unaccounted for" in caplog.text
     audit = storage.read_table(spark, BATCH_AUDIT.location(cfg))
-    measures = quality.aggregate_measures(quality.audit_checks(audit, None)).collect()
-    identity = [m for m in measures if m["check"] == quality.AUDIT_IDENTITY]
+    measures = checks.aggregate_measures(checks.audit_checks(audit, None)).collect()
+    identity = [m for m in measures if m["check"] == checks_conf.AUDIT_IDENTITY]
     assert [(m["value"], m["total"]) for m in identity] == [(1.0, 1.0)]
 
 
 # -- item 6: bronze vs silver from the tables ------------------------------------------------
-def _reconciliation(spark: SparkSession, cfg: AppConfig) -> quality.CheckResult:
-    results = quality.run_checks(spark, cfg, NOW)
+def _reconciliation(spark: SparkSession, cfg: AppConfig) -> checks.CheckResult:
+    results = quality_run.run_checks(spark, cfg, NOW)
     [result] = [
-        r for r in results if r.check == quality.RECONCILIATION and r.scope == "impressions"
+        r for r in results if r.check == checks_conf.RECONCILIATION and r.scope == "impressions"
     ]
     return result
 

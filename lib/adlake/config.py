@@ -19,6 +19,7 @@ from adlake.settings.base import (
     trigger_interval,
 )
 from adlake.settings.gold import AttributionParams, parse_gold
+from adlake.settings.quality import QualitySettings, parse_quality
 from adlake.settings.silver import SilverSettings, parse_silver
 
 __all__ = [
@@ -122,7 +123,7 @@ class AppConfig:
     attribution: AttributionParams
     maintenance: MaintenanceSettings
     metrics: MetricsSettings
-    quality: Any  # adlake.quality.QualitySettings
+    quality: QualitySettings
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     # `leases.ttl`: how long a writer's lease lives without renewal (adlake.lease).
     lease_ttl_seconds: int = 300
@@ -248,8 +249,6 @@ def parse_config(data: Any, base_dir: Path) -> AppConfig:
             leases.key("ttl"), f"must be at least {MIN_LEASE_TTL_SECONDS}s, got {lease_ttl}s"
         )
     leases.done()
-
-    from adlake.quality import parse_quality  # local: quality imports ConfigError from here
 
     quality = parse_quality(root.get("quality", dict, {}, nullable=True) or {}, "quality")
 
