@@ -72,9 +72,7 @@ def _spark_rows(spark: SparkSession, location: str) -> tuple[list[str], list[tup
     """Columns and rows as Spark reads them, timestamps as UTC epoch microseconds."""
     df = spark.read.format("delta").load(location)
     micros = {
-        f.name
-        for f in df.schema.fields
-        if isinstance(f.dataType, TimestampType | TimestampNTZType)
+        f.name for f in df.schema.fields if isinstance(f.dataType, TimestampType | TimestampNTZType)
     }
     selected = df.select(*[F.unix_micros(c).alias(c) if c in micros else c for c in df.columns])
     return df.columns, [tuple(_plain(v) for v in row) for row in selected.collect()]

@@ -109,7 +109,9 @@ def test_notebook_config_resolves_paths_against_the_repo_root(
 def test_funnel_by_country_counts_clicks_and_conversions_for_the_users_country(
     spark: SparkSession,
 ) -> None:
-    funnel_schema = "event_date DATE, country STRING, website STRING, bid_requests LONG, won_impressions LONG"
+    funnel_schema = (
+        "event_date DATE, country STRING, website STRING, bid_requests LONG, won_impressions LONG"
+    )
     bids = spark.createDataFrame(
         [
             (date(2026, 11, 1), "DE", "a.com", 10, 3),
