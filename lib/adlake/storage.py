@@ -66,10 +66,49 @@ class MergeCounts:
 
     `source_rows` comes from the MERGE commit's operationMetrics (numSourceRows); None when
     the MERGE committed nothing (Delta skips the commit when no row is new).
+    `replayed_from`: the counts are those of an earlier commit of the same tagged write (its
+    version), because this run of it found every row stored by that one (see `WriteTag`).
     """
 
     source_rows: int | None
     inserted: int
+    replayed_from: int | None = None
+
+
+@dataclass(frozen=True)
+class WriteTag:
+    """Names one write of one batch, to recognise its commit when the batch is replayed.
+
+    Stored as the commit's userMetadata. `writer` is stable across restarts (e.g. built from
+    a stream's query id, which its checkpoint keeps) and writes its batches in `batch` order.
+    """
+
+    writer: str
+    batch: int
+
+    def user_metadata(self) -> str:
+        return json.dumps({"adlake_writer": self.writer, "batch": self.batch}, sort_keys=True)
+
+    @staticmethod
+    def parse(user_metadata: object) -> WriteTag | None:
+        """The tag a commit's userMetadata carries, None when it carries none."""
+        if not isinstance(user_metadata, str) or not user_metadata.startswith("{"):
+            return None
+        try:
+            data = json.loads(user_metadata)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        writer, batch = data.get("adlake_writer"), data.get("batch")
+        if not isinstance(writer, str) or not isinstance(batch, int):
+            return None
+        return WriteTag(writer, batch)
+
+
+# Commits a replay looks back over for its first attempt's commit (newest first).
+REPLAY_LOOKBACK = 50
+_USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 @dataclass(frozen=True)
@@ -273,6 +312,8 @@ def merge_insert_new(
     spec: TableSpec,
     location: str,
     partition_values: Iterable[date] | None = None,
+    *,
+    tag: WriteTag | None = None,
 ) -> MergeCounts:
     """Insert the rows whose keys the table does not hold yet; returns what the MERGE counted.
 
@@ -287,8 +328,15 @@ def merge_insert_new(
     key is an event, and an event has one event date.
 
     Retried on commit conflicts (a concurrent OPTIMIZE): insert-if-absent makes a rerun safe.
-    The counts are read back from the MERGE's own commit: the caller is the table's only
-    writer of MERGEs, so it is the newest MERGE commit after the version seen before.
+    The counts are read back from the MERGE's own commit: the newest MERGE commit after the
+    version seen before (with a `tag`: the one carrying it, so a concurrent writer's MERGE
+    is never taken for this one).
+
+    `tag` is stored as the commit's userMetadata. A replay of a batch whose first attempt
+    committed (a crash before the batch was recorded as done) inserts nothing, so Delta
+    commits nothing; it then returns the counts of the first attempt's commit
+    (`replayed_from` set), found by `tagged_merge_counts` in the commit files. That lookup
+    runs only when nothing was inserted; a MERGE that inserts reads no more than before.
     """
     if not spec.keys:
         raise ValueError(f"{spec.name} declares no keys to merge on")
@@ -318,21 +366,84 @@ def merge_insert_new(
         )
         return int(metrics["num_inserted_rows"]) if metrics is not None else 0
 
-    inserted = retry_on_conflict(merge, f"merge {spec.name}")
-    source_rows = _merge_source_rows(spark, location, before)
+    if tag is None:
+        inserted = retry_on_conflict(merge, f"merge {spec.name}")
+    else:
+        # The commit's userMetadata: a session setting (a MERGE takes no write option), set on
+        # the source's session only for this call; a stream's batches have a session of their
+        # own, and the silver processor runs one write at a time.
+        conf = spark.conf
+        previous = conf.get(_USER_METADATA_CONF, None)
+        conf.set(_USER_METADATA_CONF, tag.user_metadata())
+        try:
+            inserted = retry_on_conflict(merge, f"merge {spec.name}")
+        finally:
+            if previous is None:
+                conf.unset(_USER_METADATA_CONF)
+            else:
+                conf.set(_USER_METADATA_CONF, previous)
+    if inserted == 0 and tag is not None:
+        replayed = tagged_merge_counts(spark, location, tag)
+        if replayed is not None:
+            log.info(
+                "merge %s: %s batch %d replayed, counts of its commit %d: source=%s inserted=%d",
+                spec.name,
+                tag.writer,
+                tag.batch,
+                replayed.replayed_from,
+                replayed.source_rows,
+                replayed.inserted,
+            )
+            return replayed
+    source_rows = _merge_source_rows(spark, location, before, tag)
     log.info("merge %s source=%s inserted=%d", spec.name, source_rows, inserted)
     return MergeCounts(source_rows, inserted)
 
 
-def _merge_source_rows(spark: SparkSession, location: str, after: int | None) -> int | None:
-    """numSourceRows of the newest MERGE commit after version `after` (None: there is none)."""
+def _merge_source_rows(
+    spark: SparkSession, location: str, after: int | None, tag: WriteTag | None = None
+) -> int | None:
+    """numSourceRows of the newest MERGE commit after version `after` (with `tag`: the newest
+    carrying it); None when there is none."""
     for version in reversed(commit_versions(spark, location)):
         if after is not None and version <= after:
             break
         info = commit_info(spark, location, version)
-        if info.get("operation") == "MERGE":
-            rows = (info.get("operationMetrics") or {}).get("numSourceRows")
-            return None if rows is None else int(rows)
+        if info.get("operation") != "MERGE":
+            continue
+        if tag is not None and WriteTag.parse(info.get("userMetadata")) != tag:
+            continue
+        rows = (info.get("operationMetrics") or {}).get("numSourceRows")
+        return None if rows is None else int(rows)
+    return None
+
+
+def tagged_merge_counts(
+    spark: SparkSession, location: str, tag: WriteTag, lookback: int | None = None
+) -> MergeCounts | None:
+    """Counts of the MERGE commit that carries `tag`, among the table's newest commits.
+
+    Bounded: it reads at most `lookback` commit files (default REPLAY_LOOKBACK), newest first,
+    and stops at the first commit of the same writer for another batch, since the writer
+    commits its batches in order: a replay's first attempt is newer than any earlier batch.
+    Commit files only, no Spark job. None when no such commit is found: the batch inserted
+    nothing when it first ran either, or its commit is further back than the lookback.
+    """
+    lookback = REPLAY_LOOKBACK if lookback is None else lookback
+    for version in reversed(commit_versions(spark, location)[-lookback:]):
+        info = commit_info(spark, location, version)
+        found = WriteTag.parse(info.get("userMetadata"))
+        if found is None or found.writer != tag.writer:
+            continue
+        if found.batch != tag.batch or info.get("operation") != "MERGE":
+            return None
+        counts = info.get("operationMetrics") or {}
+        rows = counts.get("numSourceRows")
+        return MergeCounts(
+            None if rows is None else int(rows),
+            int(counts.get("numTargetRowsInserted", 0)),
+            replayed_from=version,
+        )
     return None
 
 

@@ -7,8 +7,11 @@ processed, so any mix of modes, stops and restarts processes every bronze row on
 micro-batch goes through `SilverProcessor.process`. Silver writes are insert-if-absent MERGEs
 on each table's key, bounded to the event dates the batch holds, so a replay after a crash
 stores nothing twice and a batch's cost does not grow with history. The audit row is an
-idempotent append keyed by (query id, batch id). Late rows (event time older than the
-newest written event of earlier batches minus `silver.late_after`) are counted, never dropped.
+idempotent append keyed by (query id, batch id). Each MERGE commit is tagged with the writer
+and batch (`storage.WriteTag`), so a replay whose MERGEs find every row stored already audits
+the batch with its first attempt's counts, not as all duplicates. Late rows (event time older
+than the newest written event of earlier batches minus `silver.late_after`) are counted,
+never dropped.
 """
 
 from __future__ import annotations
@@ -297,6 +300,9 @@ class SilverProcessor:
                     f"{target} batch {batch_id}: rows fail rule(s) with action 'fail': {failed}"
                 )
             good = checked.where(valid & ~F.col(dedup.DUPLICATE_IN_BATCH))
+            # Both MERGEs carry the batch's tag: a replay after a crash (the rows stored, the
+            # batch not recorded as done) gets the counts of the first attempt's commits.
+            tag = storage.WriteTag(writer_id(target, txn_app), batch_id)
             # An empty side skips its MERGE: no scan of the target, no empty commit. Rows
             # without an event date (possible only when the timestamp rules are turned off)
             # make the MERGE unbounded, since null is in no partition list.
@@ -306,6 +312,7 @@ class SilverProcessor:
                     spec,
                     spec.location(self.cfg),
                     partition_values=None if stats.undated_rows else stats.event_dates,
+                    tag=tag,
                 )
                 if stats.rows_in > stats.rejected_rows
                 else storage.MergeCounts(0, 0)
@@ -316,6 +323,7 @@ class SilverProcessor:
                     self._quarantine_rows(checked, target, batch_id, started),
                     SILVER_QUARANTINE,
                     SILVER_QUARANTINE.location(self.cfg),
+                    tag=tag,
                 )
                 if stats.rejected_rows
                 else storage.MergeCounts(0, 0)
@@ -367,8 +375,9 @@ class SilverProcessor:
             spec.relative_path,
             read=row.rows_in,
             written=row.rows_written,
-            # By reason: this batch's rejected rows under their first failed rule; a replay
-            # whose quarantine rows were already stored (nothing inserted) counts nothing.
+            # By reason: this batch's rejected rows under their first failed rule; a batch
+            # whose quarantine rows were all stored by earlier batches counts nothing. (A
+            # replay counts them: the crashed attempt died before recording any metric.)
             quarantined=stats.first_rule_counts if row.quarantined else {},
             duplicates=row.duplicates,
             late=row.late_rows,
@@ -545,9 +554,15 @@ class SilverProcessor:
             audit,
             BATCH_AUDIT,
             BATCH_AUDIT.location(self.cfg),
-            f"adlake-silver-{row.source}-{txn_app}",
+            writer_id(row.source, txn_app),
             row.batch_id,
         )
+
+
+def writer_id(target: str, txn_app: str) -> str:
+    """The silver writer of `target` for `txn_app`: the audit append's txnAppId and the tag of
+    the batch's MERGE commits (`storage.WriteTag`)."""
+    return f"adlake-silver-{target}-{txn_app}"
 
 
 # -- drivers ----------------------------------------------------------------------------------
