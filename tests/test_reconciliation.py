@@ -24,7 +24,8 @@ from adlake.quality import checks
 from adlake.quality import run as quality_run
 from adlake.settings import quality as checks_conf
 from adlake.silver import run as silver_run
-from adlake.silver.run import SilverProcessor, existing_duplicates, reconciliation_mismatch
+from adlake.silver.batch import existing_duplicates, reconciliation_mismatch
+from adlake.silver.run import SilverProcessor
 from adlake.tables import BATCH_AUDIT, BRONZE_IMPRESSIONS, SILVER_IMPRESSIONS
 from tests.test_silver_run import _imp, _landing_creatives
 

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from adlake import bronze_ingest
 from adlake.config import SOURCES, AppConfig
 from adlake.silver import run as silver_run
+from adlake.silver.batch import AuditRow
 from adlake_datagen import DatagenConfig, generate_landing
 from tests.conftest import config_for
 
@@ -63,7 +64,7 @@ def _expected(manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="module")
 def pipeline(
     spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[AppConfig, dict[str, Any], list[silver_run.AuditRow]]:
+) -> tuple[AppConfig, dict[str, Any], list[AuditRow]]:
     cfg = config_for(tmp_path_factory.mktemp("silver_e2e"))
     manifest = _landing(cfg)
     bronze_ingest.run_batch(spark, cfg, SOURCES)

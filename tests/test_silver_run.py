@@ -13,8 +13,9 @@ from pyspark.sql import DataFrame, SparkSession
 from adlake import faults, metrics, schemas
 from adlake.config import AppConfig
 from adlake.quality import checks, grading
+from adlake.silver.batch import AuditRow
 from adlake.silver.rules import RuleError
-from adlake.silver.run import JOB, AuditRow, SilverProcessor, ValidationFailedError
+from adlake.silver.run import JOB, SilverProcessor, ValidationFailedError
 from adlake.tables import BATCH_AUDIT, BRONZE_IMPRESSIONS, SILVER_IMPRESSIONS, SILVER_QUARANTINE
 from tests.conftest import base_config_dict, config_for
 
