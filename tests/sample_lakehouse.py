@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import bronze_ingest, gold_run, quality, silver_run
+from adlake import gold_run, quality, silver_run
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import SOURCES, AppConfig, load_config
 from adlake.datagen import DatagenConfig, generate_landing
 from tests.conftest import write_config

@@ -17,7 +17,8 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, silver_run
+from adlake import silver_run
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import AppConfig
 from tests.conftest import config_for
 from tests.test_bronze_ingest import land

@@ -10,7 +10,8 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, silver_run
+from adlake import silver_run
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import SOURCES, AppConfig
 from adlake.datagen import DatagenConfig, generate_landing
 from tests.conftest import config_for
