@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adlake.bronze_ingest import run_batch, run_streams
+from adlake.bronze.ingest import run_batch, run_streams
 from adlake.cli import exit_with, parse_source_mode_args, run_job, source_mode_parser
 from adlake.config import SOURCES, AppConfig
 from adlake.lease import holding

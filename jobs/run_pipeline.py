@@ -10,7 +10,8 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from adlake import bronze_ingest, gold_run, metrics
+from adlake import gold_run, metrics
+from adlake.bronze import ingest as bronze_ingest
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
 from adlake.lease import holding

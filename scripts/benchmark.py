@@ -29,7 +29,8 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, gold_run, schemas, storage
+from adlake import gold_run, schemas, storage
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import DEFAULT_CONFIG, SOURCES, AppConfig, parse_config
 from adlake.session import build_spark
 from adlake.silver import run as silver_run

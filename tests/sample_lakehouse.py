@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import bronze_ingest, gold_run
+from adlake import gold_run
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import SOURCES, AppConfig, load_config
 from adlake.quality import run as quality
 from adlake.silver import run as silver_run

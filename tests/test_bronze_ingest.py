@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from adlake import schemas
-from adlake.bronze_ingest import BronzeIngestor, run_batch
+from adlake.bronze.ingest import BronzeIngestor, run_batch
 from adlake.config import SOURCES, AppConfig
 from adlake.tables import BRONZE_QUARANTINE, COMMITTED, INGEST_FILE_LOG
 from tests.conftest import config_for
@@ -414,7 +414,7 @@ def test_two_writers_planning_the_same_run_never_log_foreign_files_as_committed(
     file log before A planned, runs over x alone with the same run number. B must stop before
     writing, and every file logged as committed must have its rows in bronze."""
     from adlake import storage
-    from adlake.bronze_ingest import ConcurrentRunError
+    from adlake.bronze.filelog import ConcurrentRunError
 
     x = storage.LandingFile(land(cfg, "impressions", "x.jsonl", SEED_IMPRESSIONS), 1, 1)
     y = storage.LandingFile(land(cfg, "impressions", "y.jsonl", SEED_IMPRESSIONS), 1, 1)
@@ -469,7 +469,7 @@ def test_relanded_file_is_reported_once_and_reingested_only_when_configured(
 
     third = '{"creative_id": 3, "user_id": 103, "timestamp": "2023-11-01 10:09:00", "website": "e.net"}\n'
     _reland(cfg, "a.jsonl", SEED_IMPRESSIONS + third, 1_700_000_600)
-    with caplog.at_level(logging.WARNING, logger="adlake.bronze_ingest"):
+    with caplog.at_level(logging.WARNING, logger="adlake.bronze.ingest"):
         results = run_batch(spark, cfg, ["impressions"])
     size = len((SEED_IMPRESSIONS + third).encode())
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from adlake import faults, schemas
-from adlake.bronze_ingest import BronzeIngestor, run_batch
+from adlake.bronze.ingest import BronzeIngestor, run_batch
 from adlake.config import AppConfig, parse_config
 from tests.conftest import config_dict_for, write_config
 

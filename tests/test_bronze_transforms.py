@@ -15,7 +15,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import bronze, schemas
+from adlake import schemas
+from adlake.bronze import parse
 
 LINES = StructType(
     [
@@ -24,6 +25,7 @@ LINES = StructType(
     ]
 )
 F1 = "file:/landing/a"
+F2 = "file:/landing/b"
 
 
 def _parsed_schema(names: list[str]) -> StructType:
@@ -32,9 +34,9 @@ def _parsed_schema(names: list[str]) -> StructType:
         + [
             StructField(schemas.RESCUED_DATA, StringType(), True),
             StructField(schemas.SOURCE_FILE, StringType(), False),
-            StructField(bronze.RAW_RECORD, StringType(), True),
-            StructField(bronze.REJECT_REASON, StringType(), True),
-            StructField(bronze.REJECT_DETAIL, StringType(), True),
+            StructField(parse.RAW_RECORD, StringType(), True),
+            StructField(parse.REJECT_REASON, StringType(), True),
+            StructField(parse.REJECT_DETAIL, StringType(), True),
         ]
     )
 
@@ -66,7 +68,7 @@ def test_json_lines_seed_record_wrong_types_rescue_and_malformed(spark: SparkSes
         ],
         LINES,
     )
-    actual = lines.transform(bronze.parse_json_lines(schemas.IMPRESSION_FIELDS))
+    actual = lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS))
     names = [f.name for f in schemas.IMPRESSION_FIELDS]
 
     def row(**kv: object) -> tuple[object, ...]:
@@ -140,7 +142,7 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
         "e-2,Purchase,1730455200000,u 2,7,,abc,\n"
     )
     files = spark.createDataFrame([(f1, "file:/c/1.csv"), (f2, "file:/c/2.csv")], CSV_FILE)
-    actual = files.transform(bronze.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS))
+    actual = files.transform(parse.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS))
     names = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
 
     def row(**kv: object) -> tuple[object, ...]:
@@ -239,7 +241,7 @@ def test_csv_header_after_a_byte_order_mark_names_its_column(spark: SparkSession
     files = spark.createDataFrame(
         [(BOM + plain, "file:/c/excel.csv"), (BOM + quoted, "file:/c/quoted.csv")], CSV_FILE
     )
-    actual = files.transform(bronze.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS))
+    actual = files.transform(parse.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS))
     names = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
 
     def row(**kv: object) -> tuple[object, ...]:
@@ -282,7 +284,7 @@ def test_csv_header_after_a_byte_order_mark_names_its_column(spark: SparkSession
 def test_json_line_after_a_byte_order_mark_is_a_record(spark: SparkSession) -> None:
     seed = '{"creative_id": 1, "user_id": 101, "timestamp": "2023-11-01 10:00:00", "website": "w"}'
     lines = spark.createDataFrame([(BOM + seed, F1), (BOM, F1)], LINES)
-    actual = lines.transform(bronze.parse_json_lines(schemas.IMPRESSION_FIELDS))
+    actual = lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS))
     names = [f.name for f in schemas.IMPRESSION_FIELDS]
     values = {"creative_id": "1", "user_id": "101", "timestamp": "2023-11-01 10:00:00"}
     # The raw record keeps the line as it came; a line holding only the mark is blank.
@@ -353,7 +355,7 @@ def test_bid_requests_projection_keeps_nesting_and_rescues_drift(spark: SparkSes
         ],
         AVRO_LIKE,
     )
-    actual = df.transform(bronze.project_bid_requests)
+    actual = df.transform(parse.project_bid_requests)
     rows = {r["auction_details"]["auction_id"]: r for r in actual.collect()}
     first, second = rows["1"], rows["2"]
     assert first["request_id"] == "r-1"
@@ -363,7 +365,7 @@ def test_bid_requests_projection_keeps_nesting_and_rescues_drift(spark: SparkSes
     assert first["ad_targeting"].asDict() == {"creative_id": "3", "website": "example.net"}
     assert first["device"] is None
     assert first[schemas.RESCUED_DATA] == '{"user_info":{"segment":"sports"},"exchange":"adx"}'
-    assert first[bronze.REJECT_REASON] is None
+    assert first[parse.REJECT_REASON] is None
     assert second["timestamp"] is None
     assert second["auction_details"].asDict() == {"auction_id": "2", "bid_amount": "0.15"}
     assert second[schemas.RESCUED_DATA] == '{"user_info":{}}'
@@ -379,11 +381,11 @@ def test_bid_requests_projection_keeps_nesting_and_rescues_drift(spark: SparkSes
 
 def test_split_into_bronze_and_quarantine_rows(spark: SparkSession) -> None:
     lines = spark.createDataFrame([('{"creative_id": 1}', F1), ("{oops", F1)], LINES)
-    parsed = lines.transform(bronze.parse_json_lines(schemas.IMPRESSION_FIELDS)).transform(
-        bronze.with_ingest_metadata(datetime(2026, 11, 2, 3, 4, 5), 7)
+    parsed = lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS)).transform(
+        parse.with_ingest_metadata(datetime(2026, 11, 2, 3, 4, 5), 7)
     )
-    good = parsed.transform(bronze.bronze_rows)
-    bad = parsed.transform(bronze.quarantine_rows("impressions"))
+    good = parsed.transform(parse.bronze_rows)
+    bad = parsed.transform(parse.quarantine_rows("impressions"))
     assert good.columns == [f.name for f in schemas.BRONZE_IMPRESSIONS_SCHEMA.fields]
     assert [r["creative_id"] for r in good.collect()] == ["1"]
     assert bad.columns == [f.name for f in schemas.BRONZE_QUARANTINE_SCHEMA.fields]
@@ -398,3 +400,34 @@ def test_split_into_bronze_and_quarantine_rows(spark: SparkSession) -> None:
         schemas.RUN_SEQ: 7,
         schemas.INGESTION_DATE: datetime(2026, 11, 2).date(),
     }
+
+
+# -- runner transforms: parsed parts ------------------------
+
+
+def test_union_parsed_aligns_parts_by_name(spark: SparkSession) -> None:
+    first = spark.createDataFrame(
+        [("1", "a", F1)], "creative_id string, _reject_reason string, _source_file string"
+    )
+    second = spark.createDataFrame(
+        [(F2, "b", "x")], "_source_file string, _reject_reason string, extra string"
+    )
+    expected = spark.createDataFrame(
+        [("1", "a", F1), (None, "b", F2)],
+        "creative_id string, _reject_reason string, _source_file string",
+    )
+    assert_df_equality(parse.union_parsed([first, second]), expected, ignore_row_order=True)
+
+
+def test_parsed_schema_is_what_the_parsers_produce(spark: SparkSession) -> None:
+    for contract, bronze_schema, parser in [
+        (schemas.IMPRESSION_FIELDS, schemas.BRONZE_IMPRESSIONS_SCHEMA, parse.parse_json_lines),
+        (
+            schemas.CLICK_CONVERSION_FIELDS,
+            schemas.BRONZE_CLICKS_CONVERSIONS_SCHEMA,
+            parse.parse_csv_files,
+        ),
+    ]:
+        parsed = spark.createDataFrame([], LINES).transform(parser(contract))
+        empty = spark.createDataFrame([], parse.parsed_schema(bronze_schema))
+        assert_df_equality(empty, parsed, ignore_nullable=True)

@@ -9,7 +9,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, gold_run
+from adlake import gold_run
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import SOURCES
 from adlake.silver import run as silver_run
 from adlake_datagen import DatagenConfig, generate_landing

@@ -17,7 +17,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import AppConfig
 from adlake.silver import run as silver_run
 from tests.conftest import config_for

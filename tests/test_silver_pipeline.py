@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import SOURCES, AppConfig
 from adlake.silver import run as silver_run
 from adlake.silver.batch import AuditRow

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import bronze_ingest, faults
+from adlake import faults
+from adlake.bronze import ingest as bronze_ingest
 from adlake.config import AppConfig, parse_config
 from adlake.silver import run as silver_run
 from adlake.tables import BATCH_AUDIT, SILVER_IMPRESSIONS, SILVER_QUARANTINE

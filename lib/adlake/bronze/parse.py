@@ -2,7 +2,7 @@
 
 Every transform here is pure (DataFrame -> DataFrame) and returns one row per input record
 with `_reject_reason` null for good records; `bronze_rows` / `quarantine_rows` then split
-them, so a record is in exactly one of the two tables.
+them, so a record is in exactly one of the two tables. `Tally` counts a run's records.
 """
 
 from __future__ import annotations
@@ -267,6 +267,32 @@ def project_bid_requests(df: DataFrame) -> DataFrame:
     )
 
 
+def union_parsed(parts: Sequence[DataFrame]) -> DataFrame:
+    """One DataFrame of parsed parts (by name, in the first part's columns; absent ones null)."""
+    columns = parts[0].columns
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.unionByName(
+            part.select(*[c for c in columns if c in part.columns]), allowMissingColumns=True
+        )
+    return result
+
+
+def parsed_schema(bronze_schema: StructType) -> StructType:
+    """The schema of parsed rows before ingest metadata: a bronze table's, plus reject fields."""
+    fields = [
+        f
+        for f in bronze_schema.fields
+        if f.name not in (schemas.INGESTED_AT, schemas.INGESTION_DATE, schemas.RUN_SEQ)
+    ]
+    extra = [
+        StructField(RAW_RECORD, StringType()),
+        StructField(REJECT_REASON, StringType()),
+        StructField(REJECT_DETAIL, StringType()),
+    ]
+    return StructType(fields + extra)
+
+
 def _nested(df: DataFrame, dotted: str) -> Column:
     group, _, member = dotted.partition(".")
     return df[group][member] if member else df[group]
@@ -363,6 +389,10 @@ class Tally:
     @property
     def bad(self) -> int:
         return sum(c[1] for c in self.counts.values())
+
+    def with_rejects(self, files: Sequence[str]) -> list[str]:
+        """The files among `files` that had rejected records, in their order."""
+        return [f for f in files if self.counts[f][1]]
 
     @classmethod
     def from_metrics(cls, files: Sequence[str], values: Mapping[str, Any]) -> Tally:
