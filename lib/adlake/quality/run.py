@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import reduce
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from adlake import storage
@@ -135,7 +134,7 @@ def run_checks(spark: SparkSession, cfg: AppConfig, now: datetime) -> list[Check
         SILVER_QUARANTINE.relative_path,
         *[BRONZE_BY_SOURCE[source].relative_path for source in SOURCES],
     )
-    present = {rel: DeltaTable.isDeltaTable(spark, cfg.table_path(rel)) for rel in inputs}
+    present = {rel: storage.is_table(spark, cfg.table_path(rel)) for rel in inputs}
     df = {rel: storage.read_table(spark, cfg.table_path(rel)) for rel in inputs if present[rel]}
     imp, clk, bids = (
         SILVER_IMPRESSIONS.relative_path,
