@@ -10,9 +10,11 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from adlake import bronze_ingest, gold_run, metrics, quality, silver_run
+from adlake import bronze_ingest, metrics, quality, silver_run
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
+from adlake.gold.aggregates import format_top_campaigns, top_campaigns_by_roas
+from adlake.gold.run import build_gold
 from adlake.lease import holding
 from adlake.session import build_spark
 from adlake.summary import format_counts, format_quarantine, quarantine_counts, table_counts
@@ -48,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
                 silver_run.run_batch(spark, cfg, SOURCES)
         if "gold" in stages:
             with holding(spark, cfg, "gold"):
-                gold_run.build_gold(spark, cfg)
+                build_gold(spark, cfg)
             print("\nTop campaigns by ROAS (attributed conversions: last touch / linear)")
-            print(gold_run.format_top_campaigns(gold_run.top_campaigns_by_roas(spark, cfg)))
+            print(format_top_campaigns(top_campaigns_by_roas(spark, cfg)))
         if "quality" in stages:
             run_ts = datetime.now(timezone.utc)
             results = quality.monitor_once(spark, cfg, now=run_ts)

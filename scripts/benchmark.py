@@ -29,11 +29,12 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, gold_run, schemas, silver_run, storage
+from adlake import bronze_ingest, schemas, silver_run, storage
 from adlake.config import DEFAULT_CONFIG, SOURCES, AppConfig, parse_config
 from adlake.datagen import DatagenConfig, generate_landing
+from adlake.gold.run import build_gold
 from adlake.session import build_spark
-from adlake.tables import SILVER_IMPRESSIONS
+from adlake.tables import GOLD_CAMPAIGN_DAILY, GOLD_TABLES, SILVER_IMPRESSIONS
 
 log = logging.getLogger("benchmark")
 
@@ -367,12 +368,12 @@ def gold(spark: SparkSession, workdir: Path) -> dict[str, Any]:
     """Full gold rebuild, a re-run with nothing new, a 1 % increment, and DuckDB on the
     same silver data (after the increment, so the check also covers the incremental path)."""
     cfg = config_for(workdir, "adlake")
-    for relative in gold_run.GOLD_TABLES:
-        shutil.rmtree(cfg.table_path(relative), ignore_errors=True)
-    rows, full_s = _timed(lambda: gold_run.build_gold(spark, cfg, full=True))
-    _, again_s = _timed(lambda: gold_run.build_gold(spark, cfg))
+    for spec in GOLD_TABLES:
+        shutil.rmtree(spec.location(cfg), ignore_errors=True)
+    rows, full_s = _timed(lambda: build_gold(spark, cfg, full=True))
+    _, again_s = _timed(lambda: build_gold(spark, cfg))
     appended = append_silver_increment(spark, cfg, INCREMENT_SHARE)
-    _, incremental_s = _timed(lambda: gold_run.build_gold(spark, cfg))
+    _, incremental_s = _timed(lambda: build_gold(spark, cfg))
     result: dict[str, Any] = {
         "rows": rows,
         "full_seconds": full_s,
@@ -413,7 +414,7 @@ def _files_scanned(df: DataFrame) -> int:
 def analyst_queries(spark: SparkSession, workdir: Path) -> dict[str, Any]:
     """One campaign over one week, all campaigns on one day: time and files scanned."""
     cfg = config_for(workdir, "adlake")
-    daily = cfg.table_path(gold_run.CAMPAIGN_DAILY)
+    daily = GOLD_CAMPAIGN_DAILY.location(cfg)
     table = spark.read.format("delta").load(daily)
     total_files = len(table.inputFiles())
     first = table.agg(F.min("event_date"), F.max("event_date"), F.min("campaign_id")).first()

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import bronze_ingest, gold_run, quality, silver_run
+from adlake import bronze_ingest, quality, silver_run
 from adlake.config import SOURCES, AppConfig, load_config
 from adlake.datagen import DatagenConfig, generate_landing
+from adlake.gold.run import build_gold
 from tests.conftest import write_config
 
 SAMPLE_DATA = DatagenConfig(
@@ -49,7 +50,7 @@ def sample_lakehouse(spark: SparkSession, factory: pytest.TempPathFactory) -> Sa
         generate_landing(SAMPLE_DATA, Path(cfg.paths.landing))
         bronze_ingest.run_batch(spark, cfg, SOURCES)
         silver_run.run_batch(spark, cfg, SOURCES)
-        gold_run.build_gold(spark, cfg)
+        build_gold(spark, cfg)
         quality.monitor_once(spark, cfg, now=MONITOR_AT)
         _built["sample"] = SampleLakehouse(config_path, cfg)
     return _built["sample"]

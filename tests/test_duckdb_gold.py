@@ -9,9 +9,10 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from adlake import bronze_ingest, gold_run, silver_run
+from adlake import bronze_ingest, silver_run
 from adlake.config import SOURCES
 from adlake.datagen import DatagenConfig, generate_landing
+from adlake.gold.run import build_gold
 from tests.conftest import config_for
 
 
@@ -44,7 +45,7 @@ def test_duckdb_baseline_equals_gold(spark: SparkSession, tmp_path: Path) -> Non
     )
     bronze_ingest.run_batch(spark, cfg, SOURCES)
     silver_run.run_batch(spark, cfg, SOURCES)
-    gold_run.build_gold(spark, cfg)
+    build_gold(spark, cfg)
 
     parquet_dir = tmp_path / "duckdb" / "silver"
     versions = duckdb_gold.export_silver(spark, cfg.paths.lakehouse, parquet_dir)
