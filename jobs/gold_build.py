@@ -13,7 +13,7 @@ import sys
 
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import AppConfig
-from adlake.gold_run import build_gold
+from adlake.gold.run import build_gold
 from adlake.lease import holding
 from adlake.session import build_spark
 

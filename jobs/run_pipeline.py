@@ -10,10 +10,12 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from adlake import gold_run, metrics
+from adlake import metrics
 from adlake.bronze import ingest as bronze_ingest
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
+from adlake.gold.aggregates import format_top_campaigns, top_campaigns_by_roas
+from adlake.gold.run import build_gold
 from adlake.lease import holding
 from adlake.ops.summary import format_counts, format_quarantine, quarantine_counts, table_counts
 from adlake.quality import run as quality
@@ -51,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                 silver_run.run_batch(spark, cfg, SOURCES)
         if "gold" in stages:
             with holding(spark, cfg, "gold"):
-                gold_run.build_gold(spark, cfg)
+                build_gold(spark, cfg)
             print("\nTop campaigns by ROAS (attributed conversions: last touch / linear)")
-            print(gold_run.format_top_campaigns(gold_run.top_campaigns_by_roas(spark, cfg)))
+            print(format_top_campaigns(top_campaigns_by_roas(spark, cfg)))
         if "quality" in stages:
             run_ts = datetime.now(timezone.utc)
             results = quality.monitor_once(spark, cfg, now=run_ts)

@@ -29,12 +29,13 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import gold_run, schemas, storage
+from adlake import schemas, storage
 from adlake.bronze import ingest as bronze_ingest
 from adlake.config import DEFAULT_CONFIG, SOURCES, AppConfig, parse_config
+from adlake.gold.run import build_gold
 from adlake.session import build_spark
 from adlake.silver import run as silver_run
-from adlake.tables import SILVER_IMPRESSIONS
+from adlake.tables import GOLD_CAMPAIGN_DAILY, GOLD_TABLES, SILVER_IMPRESSIONS
 from adlake_datagen import DatagenConfig, generate_landing
 
 log = logging.getLogger("benchmark")
@@ -369,12 +370,12 @@ def gold(spark: SparkSession, workdir: Path) -> dict[str, Any]:
     """Full gold rebuild, a re-run with nothing new, a 1 % increment, and DuckDB on the
     same silver data (after the increment, so the check also covers the incremental path)."""
     cfg = config_for(workdir, "adlake")
-    for relative in gold_run.GOLD_TABLES:
-        shutil.rmtree(cfg.table_path(relative), ignore_errors=True)
-    rows, full_s = _timed(lambda: gold_run.build_gold(spark, cfg, full=True))
-    _, again_s = _timed(lambda: gold_run.build_gold(spark, cfg))
+    for spec in GOLD_TABLES:
+        shutil.rmtree(spec.location(cfg), ignore_errors=True)
+    rows, full_s = _timed(lambda: build_gold(spark, cfg, full=True))
+    _, again_s = _timed(lambda: build_gold(spark, cfg))
     appended = append_silver_increment(spark, cfg, INCREMENT_SHARE)
-    _, incremental_s = _timed(lambda: gold_run.build_gold(spark, cfg))
+    _, incremental_s = _timed(lambda: build_gold(spark, cfg))
     result: dict[str, Any] = {
         "rows": rows,
         "full_seconds": full_s,
@@ -383,12 +384,12 @@ def gold(spark: SparkSession, workdir: Path) -> dict[str, Any]:
         "incremental_seconds": incremental_s,
         "incremental_share": round(incremental_s / full_s, 3),
     }
-    spec = importlib.util.spec_from_file_location(
+    script = importlib.util.spec_from_file_location(
         "duckdb_gold", Path(__file__).with_name("duckdb_gold.py")
     )
-    assert spec is not None and spec.loader is not None
-    duckdb_gold = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(duckdb_gold)  # scripts/ is not a package
+    assert script is not None and script.loader is not None
+    duckdb_gold = importlib.util.module_from_spec(script)
+    script.loader.exec_module(duckdb_gold)  # scripts/ is not a package
     parquet = workdir / "duckdb-silver"
     duckdb_gold.export_silver(spark, cfg.paths.lakehouse, parquet)
     duck = duckdb_gold.run_duckdb(parquet, cfg.attribution)
@@ -415,7 +416,7 @@ def _files_scanned(df: DataFrame) -> int:
 def analyst_queries(spark: SparkSession, workdir: Path) -> dict[str, Any]:
     """One campaign over one week, all campaigns on one day: time and files scanned."""
     cfg = config_for(workdir, "adlake")
-    daily = cfg.table_path(gold_run.CAMPAIGN_DAILY)
+    daily = GOLD_CAMPAIGN_DAILY.location(cfg)
     table = spark.read.format("delta").load(daily)
     total_files = len(table.inputFiles())
     first = table.agg(F.min("event_date"), F.max("event_date"), F.min("campaign_id")).first()

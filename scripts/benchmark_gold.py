@@ -27,10 +27,12 @@ from typing import Any
 import yaml
 from pyspark.sql import functions as F
 
-from adlake import gold_run, storage
+from adlake import storage
 from adlake.cli import configure_logging
 from adlake.config import DEFAULT_CONFIG, parse_config
+from adlake.gold.run import build_gold
 from adlake.session import build_spark
+from adlake.tables import GOLD_TABLES
 
 SILVER = ("impressions", "clicks", "conversions", "bid_requests", "creatives")
 # Columns that identify a user or an event: suffixed per copy so copies never collide.
@@ -112,16 +114,16 @@ def main() -> None:
                 writer = writer.partitionBy("event_date")
             writer.save(str(target))
         result["replicate_seconds"] = round(time.monotonic() - started, 1)
-    for gold in gold_run.GOLD_TABLES:
-        shutil.rmtree(lakehouse / gold, ignore_errors=True)
+    for spec in GOLD_TABLES:
+        shutil.rmtree(lakehouse / spec.relative_path, ignore_errors=True)
     result["silver_rows"] = {
         n: storage.read_table(spark, str(lakehouse / "silver" / n)).count() for n in SILVER
     }
     started = time.monotonic()
-    result["gold_rows"] = gold_run.build_gold(spark, cfg)
+    result["gold_rows"] = build_gold(spark, cfg)
     result["gold_seconds"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
-    gold_run.build_gold(spark, cfg)
+    build_gold(spark, cfg)
     result["gold_rerun_unchanged_seconds"] = round(time.monotonic() - started, 1)
     spark.stop()
     print(json.dumps(result, indent=2))

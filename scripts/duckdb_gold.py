@@ -12,7 +12,7 @@ From another script (scripts/ is not a package):
     result = duckdb_gold.run_duckdb(parquet_dir, cfg.attribution)         # result["seconds"]
     duckdb_gold.compare_with_gold(spark, lakehouse, result, silver_versions=versions)
 
-The SQL restates `adlake.attribution` (build_touches, attribute_conversions for the five
+The SQL restates `adlake.gold` (build_touches, attribute_conversions for the five
 heuristic models, campaign_daily) row for row: the same eligibility join, touch order and
 tie-breaks, credits, 'unattributed' rows and UTC dates. Markov is left out (its weights are
 a numpy solve, not SQL). Event times cross over as BIGINT microseconds since the epoch
@@ -35,10 +35,11 @@ import duckdb
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import gold_run, storage
+from adlake import storage
 from adlake.config import join_path
 from adlake.settings import gold as models
 from adlake.settings.gold import DEFAULT_PARAMS, AttributionParams
+from adlake.tables import GOLD_CAMPAIGN_DAILY, GOLD_CONVERSION_ATTRIBUTION
 
 log = logging.getLogger("duckdb_gold")
 
@@ -105,7 +106,7 @@ def export_silver(spark: SparkSession, lakehouse: str, out_dir: Path) -> dict[st
 # ------------------------------------------------------------------------------------ SQL
 
 _DAY_US = 86_400_000_000
-# Touch order of attribution._touch_order(): Spark sorts ASC with nulls first by default.
+# Touch order of gold.touches.touch_order(): Spark sorts ASC with nulls first by default.
 _TOUCH_ORDER = (
     "touch_us ASC NULLS FIRST, CASE WHEN touch_type = 'impression' THEN 0 ELSE 1 END ASC, "
     "touch_id ASC NULLS LAST, creative_id ASC NULLS LAST, website ASC NULLS LAST"
@@ -137,7 +138,7 @@ def _setup_sql(parquet_dir: Path, params: AttributionParams) -> list[str]:
         "view_window_seconds BIGINT, half_life_seconds BIGINT, first_weight DOUBLE, "
         "last_weight DOUBLE)",
         *([f"INSERT INTO param_overrides VALUES {overrides}"] if overrides else []),
-        # attribution.utc_date: floor(micros / day) as a date, exact in integers.
+        # gold.touches.utc_date: floor(micros / day) as a date, exact in integers.
         f"CREATE MACRO utc_date(us) AS DATE '1970-01-01' + CAST("
         f"(us - (((us % {_DAY_US}) + {_DAY_US}) % {_DAY_US})) // {_DAY_US} AS INTEGER)",
         "CREATE VIEW creative_campaign AS SELECT creative_id, min(campaign_id) AS campaign_id "
@@ -146,7 +147,7 @@ def _setup_sql(parquet_dir: Path, params: AttributionParams) -> list[str]:
 
 
 def _attribution_sql(params: AttributionParams) -> str:
-    """attribution.build_touches + attribute_conversions for HEURISTIC_MODELS."""
+    """gold.touches.build_touches + gold.models.attribute_conversions for HEURISTIC_MODELS."""
     first_w, last_w = _double(params.first_touch_weight), _double(params.last_touch_weight)
     models = ", ".join(f"('{m}')" for m in HEURISTIC_MODELS)
     return f"""
@@ -437,8 +438,8 @@ def compare_with_gold(
     within 1e-9. With `silver_versions` (from `export_silver`), gold must have been built
     from exactly those versions. Raises AssertionError naming the table on any difference.
     """
-    attribution_path = join_path(lakehouse, gold_run.CONVERSION_ATTRIBUTION)
-    daily_path = join_path(lakehouse, gold_run.CAMPAIGN_DAILY)
+    attribution_path = join_path(lakehouse, GOLD_CONVERSION_ATTRIBUTION.relative_path)
+    daily_path = join_path(lakehouse, GOLD_CAMPAIGN_DAILY.relative_path)
     if silver_versions is not None:
         for location in (attribution_path, daily_path):
             _check_inputs(spark, location, silver_versions)
@@ -447,7 +448,7 @@ def compare_with_gold(
     )
     return {
         "conversion_attribution": _compare_table(
-            gold_run.CONVERSION_ATTRIBUTION,
+            GOLD_CONVERSION_ATTRIBUTION.relative_path,
             gold_attribution,
             spark.read.parquet(str(duckdb_results["attribution"])),
             _ATTRIBUTION_KEYS,
@@ -455,7 +456,7 @@ def compare_with_gold(
             ("credit", "attributed_revenue"),
         ),
         "campaign_daily": _compare_table(
-            gold_run.CAMPAIGN_DAILY,
+            GOLD_CAMPAIGN_DAILY.relative_path,
             storage.read_table(spark, daily_path),
             spark.read.parquet(str(duckdb_results["campaign_daily"])),
             _DAILY_KEYS,

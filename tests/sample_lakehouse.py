@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import gold_run
 from adlake.bronze import ingest as bronze_ingest
 from adlake.config import SOURCES, AppConfig, load_config
+from adlake.gold.run import build_gold
 from adlake.quality import run as quality
 from adlake.silver import run as silver_run
 from adlake_datagen import DatagenConfig, generate_landing
@@ -52,7 +52,7 @@ def sample_lakehouse(spark: SparkSession, factory: pytest.TempPathFactory) -> Sa
         generate_landing(SAMPLE_DATA, Path(cfg.paths.landing))
         bronze_ingest.run_batch(spark, cfg, SOURCES)
         silver_run.run_batch(spark, cfg, SOURCES)
-        gold_run.build_gold(spark, cfg)
+        build_gold(spark, cfg)
         quality.monitor_once(spark, cfg, now=MONITOR_AT)
         _built["sample"] = SampleLakehouse(config_path, cfg)
     return _built["sample"]

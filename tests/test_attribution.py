@@ -28,8 +28,37 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import attribution as A
-from adlake.settings.gold import AttributionParams, AttributionParamsError
+from adlake.gold.aggregates import (
+    bid_funnel_daily,
+    bid_funnel_for_dates,
+    campaign_attribution_daily,
+    campaign_daily,
+)
+from adlake.gold.markov import (
+    MarkovState,
+    Terminal,
+    channel_weights,
+    markov_channel_weights,
+    markov_transition_counts,
+    removal_effects,
+)
+from adlake.gold.models import (
+    ATTRIBUTION_SCHEMA,
+    UnknownModelError,
+    _validated_models,
+    attribute_conversions,
+)
+from adlake.gold.touches import build_touches
+from adlake.settings.gold import (
+    ALL_MODELS,
+    FIRST_TOUCH,
+    LAST_TOUCH,
+    MARKOV,
+    POSITION_BASED,
+    TIME_DECAY,
+    AttributionParams,
+    AttributionParamsError,
+)
 
 STR = StringType()
 TS = TimestampType()
@@ -84,7 +113,7 @@ CREDIT_SCHEMA = struct(
     ("credit", DBL),
 )
 CREDIT_COLUMNS = [f.name for f in CREDIT_SCHEMA.fields]
-RULE_MODELS = [m for m in A.ALL_MODELS if m != A.MARKOV]
+RULE_MODELS = [m for m in ALL_MODELS if m != MARKOV]
 
 
 def imp(
@@ -182,15 +211,15 @@ SCENARIO_WEIGHTS = [("w1", 0.5, 1 / 3), ("w2", 1.0, 2 / 3)]
 @pytest.fixture(scope="module")
 def scenario(spark: SparkSession) -> Iterator[DataFrame]:
     """attribute_conversions on all scenarios, computed once and held as local rows."""
-    result = A.attribute_conversions(
+    result = attribute_conversions(
         spark.createDataFrame(SCENARIO_CONVERSIONS, CONVERSION_SCHEMA),
         spark.createDataFrame(SCENARIO_TOUCHES, TOUCH_SCHEMA),
         markov_weights=spark.createDataFrame(SCENARIO_WEIGHTS, WEIGHTS_SCHEMA),
     )
     assert [(f.name, f.dataType) for f in result.schema] == [
-        (f.name, f.dataType) for f in A.ATTRIBUTION_SCHEMA
+        (f.name, f.dataType) for f in ATTRIBUTION_SCHEMA
     ]
-    yield spark.createDataFrame(result.collect(), A.ATTRIBUTION_SCHEMA)
+    yield spark.createDataFrame(result.collect(), ATTRIBUTION_SCHEMA)
 
 
 def of(df: DataFrame, *conversion_ids: str) -> DataFrame:
@@ -248,7 +277,7 @@ def test_full_output_row(scenario: DataFrame) -> None:
                 week,
             ),
         ],
-        A.ATTRIBUTION_SCHEMA,
+        ATTRIBUTION_SCHEMA,
     )
     actual = of(scenario, "v1", "v6").where("model = 'linear'")
     assert_df_equality(actual, expected, ignore_row_order=True)
@@ -342,7 +371,7 @@ def test_two_campaigns_of_one_user_stay_apart(scenario: DataFrame) -> None:
 
 def test_no_eligible_touch_is_unattributed(scenario: DataFrame) -> None:
     rows = of(scenario, "v6").collect()
-    assert sorted(r["model"] for r in rows) == sorted(A.ALL_MODELS)
+    assert sorted(r["model"] for r in rows) == sorted(ALL_MODELS)
     for r in rows:
         assert (r["touch_id"], r["touch_type"], r["touch_ts"], r["website"]) == (
             None,
@@ -372,11 +401,11 @@ def test_per_campaign_override(spark: SparkSession) -> None:
         click("c8a", T - 2 * DAY, "u9", "k1", "w1"),  # k1 keeps the defaults
     ]
     conversions = [conv("v9", T, "u9", "k9"), conv("v8", T, "u9", "k1")]
-    result = A.attribute_conversions(
+    result = attribute_conversions(
         spark.createDataFrame(conversions, CONVERSION_SCHEMA),
         spark.createDataFrame(touches, TOUCH_SCHEMA),
         params,
-        models=[A.LAST_TOUCH, A.TIME_DECAY, A.POSITION_BASED],
+        models=[LAST_TOUCH, TIME_DECAY, POSITION_BASED],
     )
     order = [("c9b", "click"), ("i9a", "impression"), ("i9b", "impression")]
     decay = decay_shares([10, 0.5, 1 / 3], 24)
@@ -391,7 +420,7 @@ def test_per_campaign_override(spark: SparkSession) -> None:
             for m in ("last_touch", "time_decay", "position_based")
         ],
     ]
-    local = spark.createDataFrame(result.collect(), A.ATTRIBUTION_SCHEMA)
+    local = spark.createDataFrame(result.collect(), ATTRIBUTION_SCHEMA)
     assert_credits(local, expected)
     windows = {
         (
@@ -420,8 +449,8 @@ def test_params_validation() -> None:
         AttributionParams(
             params_by_campaign={"k1": AttributionParams(markov_channel="creative_id")}
         )
-    with pytest.raises(A.UnknownModelError, match="u_shaped"):
-        A._validated_models(["linear", "u_shaped"])
+    with pytest.raises(UnknownModelError, match="u_shaped"):
+        _validated_models(["linear", "u_shaped"])
     assert AttributionParams(first_touch_weight=0.6, last_touch_weight=0.4).last_touch_weight == 0.4
 
 
@@ -478,7 +507,7 @@ def test_build_touches(spark: SparkSession) -> None:
         ],
         TOUCH_SCHEMA,
     )
-    actual = A.build_touches(impressions, clicks, creatives)
+    actual = build_touches(impressions, clicks, creatives)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -488,19 +517,19 @@ def test_build_touches(spark: SparkSession) -> None:
 def test_removal_effects_hand_computed() -> None:
     # Paths: a > b -> conversion, a -> null, b -> conversion.
     # P(conv) = 2/3 * 1/2 + 1/3 = 2/3; without a: 1/3 (RE 0.5); without b: 0 (RE 1).
-    start, conversion, null = A.Terminal.START, A.Terminal.CONVERSION, A.Terminal.NULL
-    counts: list[tuple[A.MarkovState, A.MarkovState, float]] = [
+    start, conversion, null = Terminal.START, Terminal.CONVERSION, Terminal.NULL
+    counts: list[tuple[MarkovState, MarkovState, float]] = [
         (start, "a", 2),
         (start, "b", 1),
         ("a", "b", 1),
         ("a", null, 1),
         ("b", conversion, 2),
     ]
-    assert A.removal_effects(counts) == pytest.approx({"a": 0.5, "b": 1.0}, abs=1e-12)
+    assert removal_effects(counts) == pytest.approx({"a": 0.5, "b": 1.0}, abs=1e-12)
     # A cycle: a > b > a -> conversion, b -> null. Q: a->b 1/2, b->a 1/2; r_a = 1/2.
     # c_a = 1/2 + 1/2 * 1/2 * c_a => c_a = 2/3; c_b = 1/2 * c_a = 1/3; start: a 1/2, b 1/2.
     # P(conv) = 1/2; without a: 0 (RE 1); without b: 1/2 * 1/2 = 1/4 (RE 1/2).
-    cyclic: list[tuple[A.MarkovState, A.MarkovState, float]] = [
+    cyclic: list[tuple[MarkovState, MarkovState, float]] = [
         (start, "a", 1),
         (start, "b", 1),
         ("a", "b", 1),
@@ -508,8 +537,8 @@ def test_removal_effects_hand_computed() -> None:
         ("a", conversion, 1),
         ("b", null, 1),
     ]
-    assert A.removal_effects(cyclic) == pytest.approx({"a": 1.0, "b": 0.5}, abs=1e-12)
-    assert A.removal_effects([(start, "a", 1), ("a", null, 1)]) == {"a": 0.0}
+    assert removal_effects(cyclic) == pytest.approx({"a": 1.0, "b": 0.5}, abs=1e-12)
+    assert removal_effects([(start, "a", 1), ("a", null, 1)]) == {"a": 0.0}
 
 
 def test_markov_paths_and_weights(spark: SparkSession) -> None:
@@ -533,7 +562,7 @@ def test_markov_paths_and_weights(spark: SparkSession) -> None:
         ],
         CONVERSION_SCHEMA,
     )
-    counts = {tuple(r) for r in A.markov_transition_counts(touches, conversions).collect()}
+    counts = {tuple(r) for r in markov_transition_counts(touches, conversions).collect()}
     assert counts == {
         ("start", None, "channel", "w2", 2),
         ("channel", "w2", "channel", "w1", 2),
@@ -546,13 +575,13 @@ def test_markov_paths_and_weights(spark: SparkSession) -> None:
     }
     # start: w2 1/2, w1 1/4, (null channel) 1/4; w1: conversion 2/3, w3 1/3.
     # P(conv) = 1/2 * 2/3 + 1/4 * 2/3 = 1/2; RE(w1) = 1, RE(w2) = (1/2 * 2/3) / (1/2) = 2/3.
-    weights = A.channel_weights(counts)
+    weights = channel_weights(counts)
     assert [ch for ch, _, _ in weights] == [None, "w1", "w2", "w3"]
     assert [x for _, re, w in weights for x in (re, w)] == pytest.approx(
         [0.0, 0.0, 1.0, 0.6, 2 / 3, 0.4, 0.0, 0.0], abs=1e-12
     )
     # Without precomputed weights attribute_conversions fits the model itself.
-    credits = A.attribute_conversions(conversions, touches, models=[A.MARKOV])
+    credits = attribute_conversions(conversions, touches, models=[MARKOV])
     assert_credits(
         credits,
         [
@@ -569,7 +598,7 @@ def _conversion_probability(
     counts: dict[tuple[Any, Any], int], removed: str | None = None
 ) -> float:
     """P(conversion) by fixed-point iteration, `removed` sending its inflow to null."""
-    start, conversion = A.Terminal.START, A.Terminal.CONVERSION
+    start, conversion = Terminal.START, Terminal.CONVERSION
     totals: dict[Any, int] = {}
     for (source, _), n in counts.items():
         totals[source] = totals.get(source, 0) + n
@@ -600,12 +629,12 @@ def test_removal_effects_equal_brute_force_removal(paths: list[tuple[list[str], 
     """RE_k = 1 - P(conv without k) / P(conv), removal solved independently by iteration."""
     counts: dict[tuple[Any, Any], int] = {}
     for channels, converted in paths:
-        end = A.Terminal.CONVERSION if converted else A.Terminal.NULL
-        states = [A.Terminal.START, *channels, end]
+        end = Terminal.CONVERSION if converted else Terminal.NULL
+        states = [Terminal.START, *channels, end]
         for source, target in pairwise(states):
             if source != target:  # consecutive repeats collapse
                 counts[(source, target)] = counts.get((source, target), 0) + 1
-    effects = A.removal_effects((s, t, n) for (s, t), n in counts.items())
+    effects = removal_effects((s, t, n) for (s, t), n in counts.items())
     assert set(effects) == {ch for channels, _ in paths for ch in channels}
     p_conv = _conversion_probability(counts)
     for channel, effect in effects.items():
@@ -632,7 +661,7 @@ def reference_weights(spark: SparkSession) -> dict[str | None, tuple[float, floa
                 touches.append(imp(f"{user}t{i}", at, user, "k1", channel))
             if n < path["conversions"]:
                 conversions.append(conv(f"{user}v", T, user, "k1"))
-    weights = A.markov_channel_weights(
+    weights = markov_channel_weights(
         spark.createDataFrame(touches, TOUCH_SCHEMA),
         spark.createDataFrame(conversions, CONVERSION_SCHEMA),
     )
@@ -780,7 +809,7 @@ def test_credits_are_a_distribution(
         "revenue",
     )
     summary = (
-        A.attribute_conversions(conversion_df, touch_df, markov_weights=property_weights)
+        attribute_conversions(conversion_df, touch_df, markov_weights=property_weights)
         .groupBy("conversion_id", "model")
         .agg(
             F.sum("credit").alias("total"),
@@ -791,13 +820,13 @@ def test_credits_are_a_distribution(
         .collect()
     )
     assert {(r["conversion_id"], r["model"]) for r in summary} == {
-        (f"v{i}", m) for i in range(len(conversions)) for m in A.ALL_MODELS
+        (f"v{i}", m) for i in range(len(conversions)) for m in ALL_MODELS
     }
     for r in summary:
         assert abs(r["total"] - 1.0) <= 1e-9, r
         assert r["lowest"] >= 0.0, r
         assert r["unattributed"] == 0 or r["n"] == 1, r
-        if r["model"] in (A.LAST_TOUCH, A.FIRST_TOUCH):
+        if r["model"] in (LAST_TOUCH, FIRST_TOUCH):
             assert r["n"] == 1, r
 
 
@@ -895,7 +924,7 @@ def test_campaign_daily_with_zero_denominators(spark: SparkSession) -> None:
         ],
         schema,
     )
-    actual = A.campaign_daily(impressions, clicks, conversions, creatives)
+    actual = campaign_daily(impressions, clicks, conversions, creatives)
     assert_approx_df_equality(
         actual, expected, precision=1e-12, ignore_row_order=True, ignore_nullable=True
     )
@@ -941,7 +970,7 @@ def test_campaign_attribution_daily(spark: SparkSession) -> None:
             row("v3", T, "markov", None, 1.0, None),  # a channel row, no revenue
             row("v4", utc(2024, 1, 11), "linear", "unattributed", 1.0, None),
         ],
-        A.ATTRIBUTION_SCHEMA,
+        ATTRIBUTION_SCHEMA,
     )
     expected = spark.createDataFrame(
         [
@@ -958,7 +987,7 @@ def test_campaign_attribution_daily(spark: SparkSession) -> None:
             ("unattributed_conversions", LONG),
         ),
     )
-    actual = A.campaign_attribution_daily(attribution)
+    actual = campaign_attribution_daily(attribution)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -1017,7 +1046,7 @@ def test_bid_funnel_daily(spark: SparkSession) -> None:
             ("spend", MONEY_SUM),
         ),
     )
-    actual = A.bid_funnel_daily(bid_requests, impressions)
+    actual = bid_funnel_daily(bid_requests, impressions)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -1077,7 +1106,7 @@ def test_bid_funnel_counts_each_won_auction_once_across_groups(spark: SparkSessi
             ("spend", MONEY_SUM),
         ),
     )
-    actual = A.bid_funnel_daily(bid_requests, impressions)
+    actual = bid_funnel_daily(bid_requests, impressions)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -1109,12 +1138,12 @@ def test_bid_funnel_for_dates_equals_the_full_funnel_on_those_dates(spark: Spark
         [("i1", "a1", Decimal("0.5")), ("i2", "a2", Decimal("0.25")), ("i3", "a3", Decimal("1"))],
         struct(("impression_id", STR), ("auction_id", STR), ("cost", MONEY)),
     )
-    full = A.bid_funnel_daily(bid_requests, impressions)
+    full = bid_funnel_daily(bid_requests, impressions)
     for dates in ([D1], [D2], [D1, D2], [d0]):
-        actual = A.bid_funnel_for_dates(bid_requests, impressions, dates)
+        actual = bid_funnel_for_dates(bid_requests, impressions, dates)
         expected = full.where(F.col("event_date").isin(dates))
         assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
-    d1 = A.bid_funnel_for_dates(bid_requests, impressions, [D1]).collect()
+    d1 = bid_funnel_for_dates(bid_requests, impressions, [D1]).collect()
     assert [(r["bid_requests"], r["won_impressions"], r["spend"]) for r in d1] == [
         (3, 1, Decimal("0.25"))
     ]

@@ -9,9 +9,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from adlake import gold_run
 from adlake.bronze import ingest as bronze_ingest
 from adlake.config import SOURCES
+from adlake.gold.run import build_gold
 from adlake.silver import run as silver_run
 from adlake_datagen import DatagenConfig, generate_landing
 from tests.conftest import config_for
@@ -46,7 +46,7 @@ def test_duckdb_baseline_equals_gold(spark: SparkSession, tmp_path: Path) -> Non
     )
     bronze_ingest.run_batch(spark, cfg, SOURCES)
     silver_run.run_batch(spark, cfg, SOURCES)
-    gold_run.build_gold(spark, cfg)
+    build_gold(spark, cfg)
 
     parquet_dir = tmp_path / "duckdb" / "silver"
     versions = duckdb_gold.export_silver(spark, cfg.paths.lakehouse, parquet_dir)

@@ -12,10 +12,14 @@ from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql.types import DataType, StructType
 
-from adlake import gold_run, storage
+from adlake import storage
 from adlake.config import AppConfig
+from adlake.gold.run import build_gold
 from adlake.tables import (
+    GOLD_STATE_TABLES,
+    GOLD_TABLES,
     SILVER_BID_REQUESTS,
     SILVER_CLICKS,
     SILVER_CONVERSIONS,
@@ -122,9 +126,9 @@ def _creatives(spark: SparkSession, cfg: AppConfig) -> None:
     )
 
 
-def _rows(spark: SparkSession, cfg: AppConfig, relative: str) -> list[tuple[Any, ...]]:
+def _rows(spark: SparkSession, cfg: AppConfig, spec: TableSpec) -> list[tuple[Any, ...]]:
     """Rows sorted by their non-double fields, then doubles rounded to 6 digits."""
-    rows = [tuple(r) for r in storage.read_table(spark, cfg.table_path(relative)).collect()]
+    rows = [tuple(r) for r in storage.read_table(spark, spec.location(cfg)).collect()]
 
     def key(row: tuple[Any, ...]) -> str:
         exact = [repr(v) for v in row if not isinstance(v, float)]
@@ -140,11 +144,11 @@ def _same(x: Any, y: Any) -> bool:
 
 
 def _assert_tables_equal(spark: SparkSession, left: AppConfig, right: AppConfig) -> None:
-    for relative in (*gold_run.GOLD_TABLES, *gold_run.GOLD_STATE_TABLES):
-        a, b = _rows(spark, left, relative), _rows(spark, right, relative)
-        assert len(a) == len(b), relative
+    for spec in (*GOLD_TABLES, *GOLD_STATE_TABLES):
+        a, b = _rows(spark, left, spec), _rows(spark, right, spec)
+        assert len(a) == len(b), spec.name
         for x, y in zip(a, b, strict=True):
-            assert all(map(_same, x, y)), (relative, x, y)
+            assert all(map(_same, x, y)), (spec.name, x, y)
 
 
 def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Path) -> None:
@@ -153,8 +157,8 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
     _creatives(spark, inc)
     batch_a = _events(1, 0, 20, USERS[:12], 400)
     _append(spark, inc, batch_a)
-    gold_run.build_gold(spark, inc)
-    before = {t: storage.table_version(spark, inc.table_path(t)) for t in gold_run.GOLD_TABLES}
+    build_gold(spark, inc)
+    before = {s.name: storage.table_version(spark, s.location(inc)) for s in GOLD_TABLES}
 
     # B: a few recent days, new and known users, plus one late impression and conversion.
     batch_b = _events(2, 19, 22, [*USERS[8:], "u-new"], 40)
@@ -162,13 +166,41 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
     for spec in EVENT_TABLES:
         batch_b[spec] += late[spec]
     _append(spark, inc, batch_b)
-    gold_run.build_gold(spark, inc)
-    assert all(storage.table_version(spark, inc.table_path(t)) == v + 1 for t, v in before.items())
+    build_gold(spark, inc)
+    after = {s.name: storage.table_version(spark, s.location(inc)) for s in GOLD_TABLES}
+    assert after == {name: v + 1 for name, v in before.items() if v is not None}
 
     for spec in (*EVENT_TABLES, SILVER_CREATIVES):
         shutil.copytree(spec.location(inc), full.table_path(spec.relative_path))
-    gold_run.build_gold(spark, full, full=True)
+    build_gold(spark, full, full=True)
     _assert_tables_equal(spark, inc, full)
+
+
+def test_gold_tables_are_built_with_their_declared_schemas(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Every gold and gold state table, after a full and after an incremental build, has
+    the field names and types (in order; nullability aside) of its `spec.schema`."""
+
+    def fields(schema: StructType) -> list[tuple[str, DataType]]:
+        return [(f.name, f.dataType) for f in schema.fields]
+
+    def assert_declared(cfg: AppConfig) -> None:
+        for spec in (*GOLD_TABLES, *GOLD_STATE_TABLES):
+            built = storage.read_table(spark, spec.location(cfg)).schema
+            assert fields(built) == fields(spec.schema), spec.name
+
+    cfg = config_for(tmp_path)
+    _creatives(spark, cfg)
+    _append(spark, cfg, _events(1, 0, 6, USERS[:6], 80))
+    build_gold(spark, cfg)
+    assert_declared(cfg)
+    _append(spark, cfg, _events(2, 5, 7, USERS[4:], 20))
+    versions = {s.name: storage.table_version(spark, s.location(cfg)) for s in GOLD_TABLES}
+    build_gold(spark, cfg)
+    after = {s.name: storage.table_version(spark, s.location(cfg)) for s in GOLD_TABLES}
+    assert all(after[name] != v for name, v in versions.items())  # the increment wrote
+    assert_declared(cfg)
 
 
 @pytest.mark.parametrize("compacted", ["appended files", "recorded version"])
@@ -183,7 +215,7 @@ def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silv
     _creatives(spark, inc)
     _append(spark, inc, _events(1, 0, 20, USERS[:12], 150))
     _append(spark, inc, _events(4, 0, 20, USERS[:12], 150))  # two files a day: OPTIMIZE compacts
-    gold_run.build_gold(spark, inc)
+    build_gold(spark, inc)
     increment = _events(2, 19, 22, [*USERS[8:], "u-new"], 40)
     if compacted == "appended files":
         _append(spark, inc, increment)
@@ -208,11 +240,11 @@ def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silv
     )
     assert vacuumed.first()["operationMetrics"]["numDeletedFiles"] != "0"
 
-    with caplog.at_level(logging.WARNING, logger="adlake.gold_run"):
-        gold_run.build_gold(spark, inc)
+    with caplog.at_level(logging.WARNING, logger="adlake.gold"):
+        build_gold(spark, inc)
     assert any("rebuilding in full" in r.getMessage() for r in caplog.records)
 
     for spec in (*EVENT_TABLES, SILVER_CREATIVES):
         shutil.copytree(spec.location(inc), full.table_path(spec.relative_path))
-    gold_run.build_gold(spark, full, full=True)
+    build_gold(spark, full, full=True)
     _assert_tables_equal(spark, inc, full)

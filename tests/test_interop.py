@@ -18,8 +18,9 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampNTZType, TimestampType
 
-from adlake import gold_run, storage
+from adlake import storage
 from adlake.tables import (
+    GOLD_TABLES,
     SILVER_BID_REQUESTS,
     SILVER_CLICKS,
     SILVER_CONVERSIONS,
@@ -40,7 +41,7 @@ SILVER = tuple(
         SILVER_QUARANTINE,
     )
 )
-INTEROP_TABLES = (*SILVER, *gold_run.GOLD_TABLES)
+INTEROP_TABLES = (*SILVER, *(spec.relative_path for spec in GOLD_TABLES))
 # The sample data's rows all pass silver's rules; every other table must have rows to compare.
 MAY_BE_EMPTY = {SILVER_QUARANTINE.relative_path}
 

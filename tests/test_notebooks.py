@@ -15,7 +15,6 @@ from nbconvert import HTMLExporter
 from pyspark.sql import SparkSession
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-from adlake import gold_run
 from adlake.config import ConfigError
 from adlake.notebook import (
     REPO_ROOT,
@@ -25,6 +24,7 @@ from adlake.notebook import (
     partition_filters,
     view_name,
 )
+from adlake.tables import GOLD_TABLES
 from tests.sample_lakehouse import SampleLakehouse, sample_lakehouse
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -80,7 +80,7 @@ def test_open_lakehouse_registers_a_view_per_table_and_prunes_by_event_date(
     lake: SampleLakehouse,
 ) -> None:
     opened = open_lakehouse(lake.config_path)
-    assert {view_name(t) for t in gold_run.GOLD_TABLES} <= set(opened.views)
+    assert {view_name(spec.relative_path) for spec in GOLD_TABLES} <= set(opened.views)
     assert "silver_impressions" in opened.views and "ops_dq_results" in opened.views
     query = opened.sql(
         "SELECT * FROM gold_campaign_daily WHERE campaign_id = :c "

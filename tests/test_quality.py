@@ -214,13 +214,15 @@ def build_lakehouse(spark: SparkSession, cfg: AppConfig) -> None:
         _daily("c5", 24, 3000, 1, 0, "5"),
         _daily(None, 26, 2000, 50, 0, "0"),
     ]
-    tables.append((CAMPAIGN_DAILY, CAMPAIGN_DAILY_SCHEMA, daily))
+    tables.append((GOLD_CAMPAIGN_DAILY.relative_path, CAMPAIGN_DAILY_SCHEMA, daily))
     attribution = [
         ("c1", date(2026, 11, 26), "last_touch", 2.0, 20.0, 1),
         ("c2", date(2026, 11, 25), "last_touch", 0.0, 0.0, 0),
         ("c1", date(2026, 11, 26), "linear", 3.0, 30.0, 5),  # other models are not counted
     ]
-    tables.append((CAMPAIGN_ATTRIBUTION_DAILY, ATTRIBUTION_DAILY_SCHEMA, attribution))
+    tables.append(
+        (GOLD_CAMPAIGN_ATTRIBUTION_DAILY.relative_path, ATTRIBUTION_DAILY_SCHEMA, attribution)
+    )
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda t: _save(spark, cfg, *t), tables))
 

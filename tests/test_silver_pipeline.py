@@ -206,17 +206,19 @@ def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
     import shutil
     from datetime import timedelta
 
-    from adlake import gold_run
+    from adlake.gold.run import build_gold
     from adlake.settings.gold import ALL_MODELS
+    from adlake.tables import GOLD_CONVERSION_ATTRIBUTION, GOLD_TABLES
 
     cfg, _m, _a = pipeline
     gold_cfg = config_for(tmp_path, **{"paths.lakehouse": str(tmp_path / "lake")})
     for name in (*SILVER, "creatives"):
         shutil.copytree(cfg.table_path(f"silver/{name}"), gold_cfg.table_path(f"silver/{name}"))
 
-    written = gold_run.build_gold(spark, gold_cfg)
-    assert set(written) == set(gold_run.GOLD_TABLES)
-    attribution = _table(spark, gold_cfg, gold_run.CONVERSION_ATTRIBUTION)
+    gold = [spec.relative_path for spec in GOLD_TABLES]
+    written = build_gold(spark, gold_cfg)
+    assert set(written) == set(gold)
+    attribution = _table(spark, gold_cfg, GOLD_CONVERSION_ATTRIBUTION.relative_path)
     conversions = _table(spark, gold_cfg, "silver/conversions").count()
     sums = attribution.groupBy("conversion_id", "model").agg(
         F.sum("credit").alias("s"), F.min("credit").alias("lo")
@@ -226,14 +228,12 @@ def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
 
     from adlake.storage import table_version
 
-    before = {t: _table(spark, gold_cfg, t).collect() for t in gold_run.GOLD_TABLES}
-    versions = {t: table_version(spark, gold_cfg.table_path(t)) for t in gold_run.GOLD_TABLES}
-    assert gold_run.build_gold(spark, gold_cfg) == written
+    before = {t: _table(spark, gold_cfg, t).collect() for t in gold}
+    versions = {t: table_version(spark, gold_cfg.table_path(t)) for t in gold}
+    assert build_gold(spark, gold_cfg) == written
     # Same silver versions and parameters: nothing is rewritten, not even a new version.
-    assert {
-        t: table_version(spark, gold_cfg.table_path(t)) for t in gold_run.GOLD_TABLES
-    } == versions
-    for t in gold_run.GOLD_TABLES:
+    assert {t: table_version(spark, gold_cfg.table_path(t)) for t in gold} == versions
+    for t in gold:
         assert sorted(map(repr, _table(spark, gold_cfg, t).collect())) == sorted(
             map(repr, before[t])
         )
@@ -279,8 +279,8 @@ def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
     late.select(*clicks.columns).write.format("delta").mode("append").save(
         gold_cfg.table_path("silver/clicks")
     )
-    gold_run.build_gold(spark, gold_cfg, "attribution")
-    restated = _table(spark, gold_cfg, gold_run.CONVERSION_ATTRIBUTION).where(
+    build_gold(spark, gold_cfg, "attribution")
+    restated = _table(spark, gold_cfg, GOLD_CONVERSION_ATTRIBUTION.relative_path).where(
         F.col("conversion_id") == lonely["conversion_id"]
     )
     last = restated.where("model = 'last_touch'").collect()
@@ -291,8 +291,8 @@ def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
         restated.groupBy("model").agg(F.sum("credit").alias("s")).where("abs(s - 1) > 1e-9").count()
         == 0
     )
-    assert _table(spark, gold_cfg, gold_run.CONVERSION_ATTRIBUTION).count() >= len(
-        before[gold_run.CONVERSION_ATTRIBUTION]
+    assert _table(spark, gold_cfg, GOLD_CONVERSION_ATTRIBUTION.relative_path).count() >= len(
+        before[GOLD_CONVERSION_ATTRIBUTION.relative_path]
     )
 
 
@@ -304,8 +304,11 @@ def test_gold_restates_every_table_when_the_logic_version_changes(
     from datetime import date, datetime, timezone
     from decimal import Decimal
 
-    from adlake import attribution, gold_run, storage
+    from adlake import storage
+    from adlake.gold import run
     from adlake.tables import (
+        GOLD_CAMPAIGN_DAILY,
+        GOLD_TABLES,
         SILVER_BID_REQUESTS,
         SILVER_CLICKS,
         SILVER_CONVERSIONS,
@@ -338,18 +341,18 @@ def test_gold_restates_every_table_when_the_logic_version_changes(
         ).save(spec.location(cfg))
 
     def gold_versions() -> dict[str, int | None]:
-        return {t: storage.table_version(spark, cfg.table_path(t)) for t in gold_run.GOLD_TABLES}
+        return {s.relative_path: storage.table_version(spark, s.location(cfg)) for s in GOLD_TABLES}
 
-    gold_run.build_gold(spark, cfg)
+    run.build_gold(spark, cfg)
     first = gold_versions()
     assert None not in first.values()
-    gold_run.build_gold(spark, cfg)
+    run.build_gold(spark, cfg)
     assert gold_versions() == first  # same silver, parameters and logic: nothing rewritten
 
-    monkeypatch.setattr(attribution, "GOLD_LOGIC_VERSION", "test-changed-logic", raising=False)
-    gold_run.build_gold(spark, cfg)
+    monkeypatch.setattr(run, "GOLD_LOGIC_VERSION", "test-changed-logic")
+    run.build_gold(spark, cfg)
     assert gold_versions() == {t: v + 1 for t, v in first.items() if v is not None}
-    stamp, _rows = storage.derived_commit(spark, cfg.table_path(gold_run.CAMPAIGN_DAILY))
+    stamp, _rows = storage.derived_commit(spark, GOLD_CAMPAIGN_DAILY.location(cfg))
     assert stamp is not None
     assert json.loads(stamp)["logic"] == "test-changed-logic"
 
@@ -358,7 +361,7 @@ def test_top_campaigns_print_money_with_two_decimals() -> None:
     """People read currency in cents; the tables keep DECIMAL(18, 6)."""
     from decimal import Decimal
 
-    from adlake import gold_run
+    from adlake.gold.aggregates import format_top_campaigns
 
     rows: list[dict[str, object]] = [
         {
@@ -380,10 +383,10 @@ def test_top_campaigns_print_money_with_two_decimals() -> None:
             "roas": None,
         },
     ]
-    assert gold_run.format_top_campaigns(rows).splitlines() == [
+    assert format_top_campaigns(rows).splitlines() == [
         "  campaign     k1  roas    2.40  spend         9.01  revenue        21.62"
         "  last_touch     3.00  linear     2.50",
         "  campaign    k22  roas       -  spend 1,234,567.13  revenue            -"
         "  last_touch     0.00  linear     0.00",
     ]
-    assert gold_run.format_top_campaigns([]) == "  (no campaigns yet)"
+    assert format_top_campaigns([]) == "  (no campaigns yet)"

@@ -28,8 +28,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType
 
-from adlake import attribution, storage
+from adlake import storage
 from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, parse_config
+from adlake.gold.touches import UNATTRIBUTED
 from adlake.session import build_spark
 from adlake.tables import ALL_TABLES, GOLD_STATE_TABLES
 
@@ -228,9 +229,7 @@ def credit_by_channel(
     models keep their name, the rest are 'other'; a missing value is '(none)'. Columns:
     campaign_id, model, channel, credit, share.
     """
-    credited = conversion_attribution.where(
-        ~F.col("touch_type").eqNullSafe(F.lit(attribution.UNATTRIBUTED))
-    )
+    credited = conversion_attribution.where(~F.col("touch_type").eqNullSafe(F.lit(UNATTRIBUTED)))
     value = F.coalesce(F.col(channel).cast("string"), F.lit("(none)")).alias("channel")
     per_value = credited.groupBy("campaign_id", "model", value).agg(F.sum("credit").alias("credit"))
     biggest_first = Window.partitionBy("campaign_id").orderBy(F.col("_total").desc(), "channel")

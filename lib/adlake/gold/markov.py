@@ -1,0 +1,325 @@
+"""Gold Markov attribution: first-order chain over channels, removal effects, credits.
+
+Paths, transitions and the removal effect are specified in docs/gold.md. Counting is a
+Spark aggregation; the small chain is solved on the driver with numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from enum import Enum
+
+import numpy as np
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from adlake.gold.touches import (
+    CONVERSION_COLUMNS,
+    conversion_frame,
+    conversions_with_touches,
+    eligible,
+    touch_frame,
+    touch_order,
+    utc_date,
+)
+from adlake.settings.gold import DEFAULT_PARAMS, MARKOV, AttributionParams
+
+log = logging.getLogger(__name__)
+
+MARKOV_WEIGHTS_SCHEMA = StructType(
+    [
+        StructField("channel", StringType(), True),
+        StructField("removal_effect", DoubleType(), False),
+        StructField("weight", DoubleType(), False),
+    ]
+)
+
+
+class MarkovSolveError(ArithmeticError):
+    """The transition matrix has no absorbing exit (cannot come from real paths)."""
+
+
+class Terminal(Enum):
+    """The non-channel states of the Markov chain."""
+
+    START = "(start)"
+    CONVERSION = "(conversion)"
+    NULL = "(null)"
+
+
+# A state is a terminal or a channel; a channel is a string, or None for touches whose
+# channel value is null.
+MarkovState = Terminal | str | None
+
+_KIND_START = "start"
+_KIND_CHANNEL = "channel"
+_KIND_CONVERSION = "conversion"
+_KIND_NULL = "null"
+
+
+def markov_transition_counts(
+    touches: DataFrame, conversions: DataFrame, params: AttributionParams = DEFAULT_PARAMS
+) -> DataFrame:
+    """Transition counts of all paths (gold/markov_transitions); paths as in docs/gold.md.
+
+    from_kind is 'start' or 'channel', to_kind 'channel', 'conversion' or 'null'; the
+    channel columns are set only for kind 'channel' (and may then be null: a null channel).
+    One join from touches to the conversions they are eligible for gives both kinds of
+    path: matched rows belong to the conversion's path, unmatched touches to the null path
+    of their (user_id, campaign_id).
+    """
+    c = F.col
+    conv = conversion_frame(conversions, params)
+    touch_rows = touch_frame(touches, for_join=True).join(conv, eligible(), "left")
+    matched = c("_conv_key").isNotNull()
+    null_path = F.concat(
+        F.lit("u|"),
+        F.to_json(F.struct(c("_t_user_id").alias("u"), c("_t_campaign_id").alias("c"))),
+    )
+    paths = touch_rows.select(
+        F.when(matched, F.concat(F.lit("c|"), c("_conv_key"))).otherwise(null_path).alias("_path"),
+        F.when(matched, F.lit(_KIND_CONVERSION)).otherwise(F.lit(_KIND_NULL)).alias("_end"),
+        "touch_ts",
+        "touch_type",
+        "touch_id",
+        "creative_id",
+        "website",
+        c(params.markov_channel).alias("_channel"),
+    )
+    ordered = Window.partitionBy("_path").orderBy(*touch_order())
+    repeat = (F.row_number().over(ordered) > 1) & c("_channel").eqNullSafe(
+        F.lag("_channel").over(ordered)
+    )
+    steps = (
+        paths.withColumn("_repeat", repeat)
+        .where(~c("_repeat"))
+        .select(
+            "_end",
+            "_channel",
+            (F.row_number().over(ordered) == 1).alias("_first"),
+            F.lead("_channel").over(ordered).alias("_next"),
+            F.lead(F.lit(1)).over(ordered).isNotNull().alias("_has_next"),
+        )
+    )
+    start = F.struct(
+        F.lit(_KIND_START).alias("from_kind"),
+        F.lit(None).cast("string").alias("from_channel"),
+        F.lit(_KIND_CHANNEL).alias("to_kind"),
+        c("_channel").alias("to_channel"),
+    )
+    move = F.struct(
+        F.lit(_KIND_CHANNEL).alias("from_kind"),
+        c("_channel").alias("from_channel"),
+        F.when(c("_has_next"), F.lit(_KIND_CHANNEL)).otherwise(c("_end")).alias("to_kind"),
+        F.when(c("_has_next"), c("_next")).alias("to_channel"),
+    )
+    transitions = F.explode(F.array(F.when(c("_first"), start), move)).alias("_t")
+    return (
+        steps.select(transitions)
+        .where(c("_t").isNotNull())
+        .groupBy("_t.from_kind", "_t.from_channel", "_t.to_kind", "_t.to_channel")
+        .agg(F.count(F.lit(1)).alias("transitions"))
+    )
+
+
+def _fundamental(q: np.ndarray) -> np.ndarray:
+    """N = (I - Q)^-1 of the transient channel states (LAPACK through numpy)."""
+    a = np.eye(q.shape[0]) - q
+    try:
+        inverse = np.linalg.inv(a)
+    except np.linalg.LinAlgError as exc:
+        raise MarkovSolveError(
+            "transition matrix is singular: a set of channels never exits"
+        ) from exc
+    if not np.all(np.isfinite(inverse)):
+        raise MarkovSolveError("transition matrix is singular: a set of channels never exits")
+    return inverse
+
+
+def _channel_sort_key(channel: str | None) -> tuple[bool, str]:
+    return (channel is not None, channel or "")
+
+
+def removal_effects(
+    transitions: Iterable[tuple[MarkovState, MarkovState, float]],
+) -> dict[str | None, float]:
+    """Removal effect of every channel of a first-order chain given (from, to, count) rows.
+
+    RE_k = P(k visited | conversion) = h(start, k) * c(k) / c(start) (see docs/gold.md);
+    every channel that appears as a source or target gets an entry; all 0 if nothing converts.
+    """
+    counts: dict[MarkovState, dict[MarkovState, float]] = defaultdict(lambda: defaultdict(float))
+    channel_set: set[str | None] = set()
+    for source, target, count in transitions:
+        if source in (Terminal.CONVERSION, Terminal.NULL) or target is Terminal.START:
+            raise ValueError(f"impossible transition {source!r} -> {target!r}")
+        counts[source][target] += float(count)
+        for state in (source, target):
+            if not isinstance(state, Terminal):
+                channel_set.add(state)
+    channels = sorted(channel_set, key=_channel_sort_key)
+    index = {ch: i for i, ch in enumerate(channels)}
+    n = len(channels)
+
+    q = np.zeros((n, n))
+    r = np.zeros(n)
+    q_start = np.zeros(n)
+    r_start = 0.0
+    for source, row in counts.items():
+        total = sum(row.values())
+        if total <= 0:
+            continue
+        i = None if isinstance(source, Terminal) else index[source]  # None: (start)
+        for target, count in row.items():
+            p = count / total
+            if isinstance(target, Terminal):
+                if target is not Terminal.CONVERSION:
+                    continue
+                if i is None:
+                    r_start = p
+                else:
+                    r[i] = p
+            elif i is None:
+                q_start[index[target]] += p
+            else:
+                q[i, index[target]] += p
+    if n == 0:
+        return {}
+    fundamental = _fundamental(q)
+    conv_prob = fundamental @ r  # c(k): conversion probability starting in channel k
+    start_visits = q_start @ fundamental  # expected visits to k from (start)
+    p_conversion = r_start + float(q_start @ conv_prob)
+    if p_conversion <= 0:
+        return dict.fromkeys(channels, 0.0)
+    hit = start_visits / np.diag(fundamental)
+    effects = np.clip(hit * conv_prob / p_conversion, 0.0, 1.0)
+    return {ch: float(effects[k]) for k, ch in enumerate(channels)}
+
+
+def _state(kind: str, channel: str | None) -> MarkovState:
+    terminals = {
+        _KIND_START: Terminal.START,
+        _KIND_CONVERSION: Terminal.CONVERSION,
+        _KIND_NULL: Terminal.NULL,
+    }
+    return terminals.get(kind, channel)
+
+
+def channel_weights(
+    counts: Iterable[tuple[str, str | None, str, str | None, int]],
+) -> list[tuple[str | None, float, float]]:
+    """(channel, removal_effect, weight) rows from collected `markov_transition_counts` rows.
+
+    weight = removal_effect / sum of removal effects (0 for all when nothing converts);
+    rows sorted by channel, the null channel first.
+    """
+    effects = removal_effects(
+        (_state(from_kind, from_ch), _state(to_kind, to_ch), float(n))
+        for from_kind, from_ch, to_kind, to_ch, n in counts
+    )
+    total = sum(effects.values())
+    return [
+        (ch, re, re / total if total > 0 else 0.0)
+        for ch, re in sorted(effects.items(), key=lambda kv: _channel_sort_key(kv[0]))
+    ]
+
+
+def markov_channel_weights(
+    touches: DataFrame, conversions: DataFrame, params: AttributionParams = DEFAULT_PARAMS
+) -> DataFrame:
+    """(channel, removal_effect, weight) of the first-order Markov model over all paths.
+
+    Counting is a Spark aggregation (`markov_transition_counts`); only the counts, at most
+    (channels + 1) x (channels + 2) rows, are collected and the chain is solved on the driver.
+    """
+    counts = [
+        (r["from_kind"], r["from_channel"], r["to_kind"], r["to_channel"], r["transitions"])
+        for r in markov_transition_counts(touches, conversions, params).collect()
+    ]
+    rows = channel_weights(counts)
+    log.info(
+        "markov weights: %d channels from %d distinct transitions (channel=%s)",
+        len(rows),
+        len(counts),
+        params.markov_channel,
+    )
+    return touches.sparkSession.createDataFrame(rows, MARKOV_WEIGHTS_SCHEMA)
+
+
+def conversion_channels(
+    conversions: DataFrame, touches: DataFrame, params: AttributionParams = DEFAULT_PARAMS
+) -> DataFrame:
+    """The distinct Markov channels of each conversion's eligible touches.
+
+    One row per (conversion, channel) with the conversion's output columns, its key
+    (`conversion_key`, as `_conv_key`), window parameters and `channel` (website or
+    creative_id, per markov_channel). Conversions without eligible touches have no row.
+    With `markov_credits` it restates the markov rows of conversions whose touches did not
+    change when the global weights do, without reading their touches again.
+    """
+    joined = conversions_with_touches(conversion_frame(conversions, params), touches)
+    return (
+        joined.where(F.col("_touch_key").isNotNull())
+        .select(
+            F.col("_conv_key").alias("conversion_key"),
+            *CONVERSION_COLUMNS,
+            "click_window_seconds",
+            "view_window_seconds",
+            "half_life_seconds",
+            F.col(params.markov_channel).alias("channel"),
+            utc_date(F.col("conversion_ts")).alias("event_date"),
+        )
+        .distinct()
+    )
+
+
+def markov_credits(channels: DataFrame, weights: DataFrame, channel: str) -> DataFrame:
+    """The markov rows of `attribute_conversions` from `conversion_channels` rows and weights.
+
+    Same credits as the markov model there (RE_k over the sum of RE of the conversion's
+    channels, equal shares when all are 0; only credit > 0), same columns
+    (ATTRIBUTION_SCHEMA) plus event_date, the UTC conversion date.
+    """
+    col = F.col
+    effects = weights.groupBy(col("channel").alias("_w_channel")).agg(
+        F.greatest(F.lit(0.0), F.max(col("removal_effect").cast("double"))).alias("_w_re")
+    )
+    per_conv = Window.partitionBy("user_id", "campaign_id", "conversion_key")
+    re = F.coalesce(col("_w_re"), F.lit(0.0))
+    credit = F.when(col("_re_sum") > 0, F.try_divide(col("_re"), col("_re_sum"))).otherwise(
+        F.try_divide(F.lit(1.0), col("_channels"))
+    )
+    return (
+        channels.join(F.broadcast(effects), col("channel").eqNullSafe(col("_w_channel")), "left")
+        .withColumn("_re", re)
+        .withColumns(
+            {
+                "_re_sum": F.sum("_re").over(per_conv),
+                "_channels": F.count(F.lit(1)).over(per_conv).cast("double"),
+            }
+        )
+        .withColumn("credit", credit.cast("double"))
+        .where(col("credit") > 0)
+        .select(
+            *CONVERSION_COLUMNS,
+            F.lit(MARKOV).alias("model"),
+            F.lit(None).cast("string").alias("touch_id"),
+            F.lit(None).cast("string").alias("touch_type"),
+            F.lit(None).cast("timestamp").alias("touch_ts"),
+            (col("channel") if channel == "creative_id" else F.lit(None).cast("string")).alias(
+                "creative_id"
+            ),
+            (col("channel") if channel == "website" else F.lit(None).cast("string")).alias(
+                "website"
+            ),
+            "credit",
+            (col("credit") * col("revenue").cast("double")).alias("attributed_revenue"),
+            "click_window_seconds",
+            "view_window_seconds",
+            "half_life_seconds",
+            utc_date(col("conversion_ts")).alias("event_date"),
+        )
+    )

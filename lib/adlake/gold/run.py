@@ -1,0 +1,307 @@
+"""Gold runs: silver tables -> attribution and campaign aggregates, full or incremental.
+
+Each gold commit records the silver versions it read, the parameters and
+`GOLD_LOGIC_VERSION`; unchanged inputs skip the table, appended silver rows update it
+incrementally (`gold.incremental`). The rules are in docs/gold.md (Runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any, Final
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from adlake import storage
+from adlake.gold import incremental as inc
+from adlake.gold.aggregates import (
+    bid_funnel_daily,
+    bid_funnel_for_dates,
+    campaign_attribution_daily,
+    campaign_daily,
+)
+from adlake.gold.markov import (
+    MARKOV_WEIGHTS_SCHEMA,
+    channel_weights,
+    conversion_channels,
+    markov_credits,
+    markov_transition_counts,
+)
+from adlake.gold.models import attribute_conversions
+from adlake.gold.touches import UNATTRIBUTED, build_touches, utc_date
+from adlake.settings.gold import MARKOV
+from adlake.tables import (
+    GOLD_BID_FUNNEL_DAILY,
+    GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
+    GOLD_CAMPAIGN_DAILY,
+    GOLD_CONVERSION_ATTRIBUTION,
+    GOLD_CONVERSION_CHANNELS,
+    GOLD_MARKOV_TRANSITIONS,
+    GOLD_STATE_TABLES,
+    SILVER_BID_REQUESTS,
+    SILVER_CLICKS,
+    SILVER_CONVERSIONS,
+    SILVER_CREATIVES,
+    SILVER_IMPRESSIONS,
+    TableSpec,
+)
+
+if TYPE_CHECKING:
+    from adlake.config import AppConfig
+
+log = logging.getLogger(__name__)
+
+# The version of what the gold transforms compute. Gold skips a rebuild when its inputs are
+# unchanged, and this is one of them: bump it in any change that alters a gold table's rows
+# for the same silver data and parameters, so the next run restates every gold table.
+# 2: bid_funnel_daily counts a won auction in its winning bid request's group only.
+GOLD_LOGIC_VERSION: Final = "2"
+
+
+def build_gold(
+    spark: SparkSession, cfg: AppConfig, tables: str = "all", full: bool = False
+) -> dict[str, int]:
+    """Bring gold tables (`attribution`, `aggregates` or `all`) up to date; rows per table.
+
+    Keys of the result are the tables' relative paths (`TableSpec.relative_path`).
+    Incremental when possible (docs/gold.md), from scratch with `full`. Silver is read at
+    versions pinned up front, and those versions are what each gold commit records: a
+    silver write landing during the build is picked up by the next run instead of being
+    recorded as already seen.
+    """
+    pinned = {
+        spec.relative_path: storage.table_version(spark, spec.location(cfg))
+        for spec in (
+            SILVER_IMPRESSIONS,
+            SILVER_CLICKS,
+            SILVER_CONVERSIONS,
+            SILVER_CREATIVES,
+            SILVER_BID_REQUESTS,
+        )
+    }
+
+    def silver(spec: TableSpec, version: int | None = None) -> DataFrame:
+        chosen = pinned[spec.relative_path] if version is None else version
+        reader = spark.read.format("delta")
+        if chosen is not None:
+            reader = reader.option("versionAsOf", chosen)
+        return reader.load(spec.location(cfg))
+
+    def fingerprint(specs: tuple[TableSpec, ...], params: str = "") -> str:
+        versions = {s.relative_path: pinned[s.relative_path] for s in specs}
+        return json.dumps(
+            {"inputs": versions, "params": params, "logic": GOLD_LOGIC_VERSION},
+            sort_keys=True,
+        )
+
+    impressions, clicks = silver(SILVER_IMPRESSIONS), silver(SILVER_CLICKS)
+    conversions, creatives = silver(SILVER_CONVERSIONS), silver(SILVER_CREATIVES)
+    params = cfg.attribution
+    written: dict[str, int] = {}
+    silver_inputs = (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS, SILVER_CREATIVES)
+    if tables in ("attribution", "all"):
+        stamp = fingerprint(silver_inputs, repr(params))
+        if _unchanged(spark, cfg, GOLD_CONVERSION_ATTRIBUTION, stamp, written):
+            log.info("gold attribution: silver unchanged since the last run, skipped")
+        else:
+            group = (GOLD_CONVERSION_ATTRIBUTION, *GOLD_STATE_TABLES)
+            since = None if full else inc.built_from(spark, cfg, group, stamp, pinned)
+            appended = None if since is None else inc.appended_since(spark, cfg, since, pinned)
+            incremental = since is not None and appended is not None
+            if since is not None and appended is not None:
+                users = inc.users_of(spark, appended)
+                # impressions, clicks, conversions at the versions gold last read
+                before = [silver(s, since[s.relative_path]) for s in inc.EVENT_SOURCES]
+                try:
+                    _attribution_incremental(
+                        spark, cfg, stamp, users,
+                        new=(impressions, clicks, conversions),
+                        old=(before[0], before[1], before[2]),
+                        creatives=creatives, written=written,
+                    )  # fmt: skip
+                except Exception as exc:
+                    if not inc.time_travel_gone(exc):
+                        raise
+                    # VACUUM removed files of the silver versions gold last read (after an
+                    # OPTIMIZE): the old counts cannot be subtracted, so start over. A state
+                    # table already replaced carries the new stamp, the others the old one,
+                    # and the full rebuild below replaces all of them.
+                    log.warning(
+                        "gold attribution: silver at the recorded versions is no longer "
+                        "readable (vacuumed); rebuilding in full"
+                    )
+                    incremental = False
+            if not incremental:
+                touches = build_touches(impressions, clicks, creatives)
+                _attribution_full(spark, cfg, stamp, touches, conversions, written)
+        # A function of the attribution table just written: same inputs, same stamp.
+        by_day_stamp = json.dumps({"derived_from": stamp}, sort_keys=True)
+        if not _unchanged(spark, cfg, GOLD_CAMPAIGN_ATTRIBUTION_DAILY, by_day_stamp, written):
+            by_day = campaign_attribution_daily(
+                storage.read_table(spark, GOLD_CONVERSION_ATTRIBUTION.location(cfg))
+            )
+            _replace(by_day, GOLD_CAMPAIGN_ATTRIBUTION_DAILY, cfg, by_day_stamp, written)
+    if tables in ("aggregates", "all"):
+        stamp = fingerprint(silver_inputs)
+        daily_spec = GOLD_CAMPAIGN_DAILY
+        if not _unchanged(spark, cfg, daily_spec, stamp, written):
+            since = None if full else inc.built_from(spark, cfg, (daily_spec,), stamp, pinned)
+            appended = None if since is None else inc.appended_since(spark, cfg, since, pinned)
+            if since is None or appended is None:
+                daily = campaign_daily(impressions, clicks, conversions, creatives)
+                _replace(daily, daily_spec, cfg, stamp, written)
+            else:
+                dates = inc.dates_of(appended)
+
+                def on(df: DataFrame) -> DataFrame:
+                    return df.where(inc.date_in("event_date", dates))
+
+                daily = campaign_daily(on(impressions), on(clicks), on(conversions), creatives)
+                _replace_dates(daily, daily_spec, cfg, dates, stamp, written)
+        stamp = fingerprint((SILVER_BID_REQUESTS, SILVER_IMPRESSIONS))
+        if not _unchanged(spark, cfg, GOLD_BID_FUNNEL_DAILY, stamp, written):
+            bids = silver(SILVER_BID_REQUESTS)
+            funnel_dates = None if full else inc.funnel_dates(spark, cfg, stamp, pinned, bids)
+            if funnel_dates is None:
+                funnel = bid_funnel_daily(bids, impressions)
+                _replace(funnel, GOLD_BID_FUNNEL_DAILY, cfg, stamp, written)
+            else:
+                funnel = bid_funnel_for_dates(bids, impressions, funnel_dates)
+                _replace_dates(funnel, GOLD_BID_FUNNEL_DAILY, cfg, funnel_dates, stamp, written)
+    return written
+
+
+# ---------------------------------------------------------------------------- attribution
+
+
+def _attribution_full(
+    spark: SparkSession,
+    cfg: AppConfig,
+    stamp: str,
+    touches: DataFrame,
+    conversions: DataFrame,
+    written: dict[str, int],
+) -> None:
+    params = cfg.attribution
+    touches = touches.cache()  # read three times: counts, credits, channels
+    counts = markov_transition_counts(touches, conversions, params).collect()
+    weights = _write_counts(spark, cfg, [tuple(r) for r in counts], stamp)
+    credited = attribute_conversions(
+        conversions, touches, params, markov_weights=weights
+    ).withColumn("event_date", utc_date(F.col("conversion_ts")))
+    channels = conversion_channels(conversions, touches, params)
+    _replace(channels, GOLD_CONVERSION_CHANNELS, cfg, stamp, {})
+    _replace(credited, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
+    touches.unpersist()
+
+
+def _attribution_incremental(
+    spark: SparkSession,
+    cfg: AppConfig,
+    stamp: str,
+    users: DataFrame,
+    new: tuple[DataFrame, DataFrame, DataFrame],
+    old: tuple[DataFrame, DataFrame, DataFrame],
+    creatives: DataFrame,
+    written: dict[str, int],
+) -> None:
+    """Recompute the appended rows' users and restate everyone's markov credits (docs/gold.md)."""
+    params = cfg.attribution
+    impressions, clicks, conversions = (inc.of_users(df, users) for df in new)
+    touches = build_touches(impressions, clicks, creatives).cache()
+    old_touches = build_touches(inc.of_users(old[0], users), inc.of_users(old[1], users), creatives)
+    old_conversions = inc.of_users(old[2], users)
+    counts = inc.updated_counts(
+        storage.read_table(spark, GOLD_MARKOV_TRANSITIONS.location(cfg)),
+        added=markov_transition_counts(touches, conversions, params),
+        removed=markov_transition_counts(old_touches, old_conversions, params),
+    ).collect()
+    weights = _write_counts(spark, cfg, [tuple(r) for r in counts], stamp)
+
+    existing = storage.read_table(spark, GOLD_CONVERSION_ATTRIBUTION.location(cfg))
+    kept = inc.of_users(existing, users, keep=False).where(
+        (F.col("model") != MARKOV) | F.col("touch_type").eqNullSafe(F.lit(UNATTRIBUTED))
+    )
+    other_channels = inc.of_users(
+        storage.read_table(spark, GOLD_CONVERSION_CHANNELS.location(cfg)), users, keep=False
+    )
+    fresh = attribute_conversions(conversions, touches, params, markov_weights=weights).withColumn(
+        "event_date", utc_date(F.col("conversion_ts"))
+    )
+    restated = (
+        kept.unionByName(markov_credits(other_channels, weights, params.markov_channel))
+        .unionByName(fresh)
+        .localCheckpoint()  # the table is read above and replaced below
+    )
+    channels = other_channels.unionByName(
+        conversion_channels(conversions, touches, params)
+    ).localCheckpoint()
+    _replace(channels, GOLD_CONVERSION_CHANNELS, cfg, stamp, {})
+    _replace(restated, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
+    touches.unpersist()
+    users.unpersist()
+
+
+def _write_counts(
+    spark: SparkSession, cfg: AppConfig, counts: list[tuple[Any, ...]], stamp: str
+) -> DataFrame:
+    """Store all paths' transition counts; returns the Markov weights they give."""
+    spec = GOLD_MARKOV_TRANSITIONS
+    table = spark.createDataFrame(counts, spec.schema)
+    storage.overwrite_derived(table, spec.relative_path, spec.location(cfg), spec.partition_by,
+                              stamp)  # fmt: skip
+    rows = channel_weights(counts)
+    log.info("markov weights: %d channels from %d distinct transitions", len(rows), len(counts))
+    return spark.createDataFrame(rows, MARKOV_WEIGHTS_SCHEMA)
+
+
+# ------------------------------------------------------------------------------- writing
+
+
+def _rows(spark: SparkSession, location: str) -> int:
+    """Rows of a gold table (one Spark job: Delta answers a count from the log's stats)."""
+    return storage.read_table(spark, location).count()
+
+
+def _unchanged(
+    spark: SparkSession, cfg: AppConfig, spec: TableSpec, stamp: str, written: dict[str, int]
+) -> bool:
+    """True (and the row count noted) when the table was last built from exactly `stamp`."""
+    location = spec.location(cfg)
+    fingerprint, rows = storage.derived_commit(spark, location)
+    if fingerprint != stamp:
+        return False
+    # A partition replace's commit counts the rows it wrote, not the table's.
+    partial = storage.last_write_partial(spark, location)
+    written[spec.relative_path] = _rows(spark, location) if partial else rows
+    log.info("gold %s: inputs unchanged, kept (%d rows)", spec.name, written[spec.relative_path])
+    return True
+
+
+def _replace(
+    df: DataFrame, spec: TableSpec, cfg: AppConfig, stamp: str, written: dict[str, int]
+) -> None:
+    """Replace the whole table with `df`, stamped."""
+    location = spec.location(cfg)
+    storage.overwrite_derived(df, spec.relative_path, location, spec.partition_by, stamp)
+    written[spec.relative_path] = storage.derived_commit(df.sparkSession, location)[1]
+    log.info("gold %s: %d rows", spec.name, written[spec.relative_path])
+
+
+def _replace_dates(
+    df: DataFrame,
+    spec: TableSpec,
+    cfg: AppConfig,
+    dates: Sequence[date | None],
+    stamp: str,
+    written: dict[str, int],
+) -> None:
+    """Replace the table's event_date partitions `dates` with `df`, stamped."""
+    location = spec.location(cfg)
+    storage.replace_partitions(df, spec.relative_path, location, "event_date", dates, stamp)
+    written[spec.relative_path] = _rows(df.sparkSession, location)
+    log.info("gold %s: %d dates replaced", spec.name, len(dates))

@@ -1,0 +1,239 @@
+"""Gold touches: impressions and clicks as touches, touch order, conversions' eligible touches.
+
+Shared by the attribution models (`gold.models`) and the Markov chain (`gold.markov`); the
+rules (eligibility windows, touch order) are specified in docs/gold.md.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, DoubleType, LongType, StringType, StructField, StructType
+
+from adlake.settings.gold import AttributionParams
+
+IMPRESSION: Final = "impression"
+CLICK: Final = "click"
+UNATTRIBUTED: Final = "unattributed"
+
+MICROS = 1_000_000
+
+TOUCH_COLUMNS: tuple[str, ...] = (
+    "touch_id",
+    "touch_type",
+    "touch_ts",
+    "user_id",
+    "campaign_id",
+    "creative_id",
+    "website",
+)
+
+_PARAM_COLUMNS: tuple[tuple[str, StructField], ...] = (
+    ("click_window_seconds", StructField("click_window_seconds", LongType(), False)),
+    ("view_window_seconds", StructField("view_window_seconds", LongType(), False)),
+    ("half_life_seconds", StructField("half_life_seconds", LongType(), False)),
+    ("_first_weight", StructField("_first_weight", DoubleType(), False)),
+    ("_last_weight", StructField("_last_weight", DoubleType(), False)),
+)
+
+
+def _param_values(p: AttributionParams) -> tuple[int, int, int, float, float]:
+    return (
+        p.click_window_seconds,
+        p.view_window_seconds,
+        p.half_life_seconds,
+        float(p.first_touch_weight),
+        float(p.last_touch_weight),
+    )
+
+
+# ------------------------------------------------------------------------------ touches
+
+
+def _creative_campaigns(creatives: DataFrame) -> DataFrame:
+    """creative_id -> campaign_id, one row per creative (the smallest campaign, as silver)."""
+    return (
+        creatives.where(F.col("creative_id").isNotNull())
+        .groupBy(F.col("creative_id").alias("_dim_creative_id"))
+        .agg(F.min("campaign_id").alias("_dim_campaign_id"))
+    )
+
+
+def fill_campaign(df: DataFrame, creatives: DataFrame) -> DataFrame:
+    """campaign_id, or the creative's campaign when null (row count unchanged)."""
+    return (
+        df.join(
+            F.broadcast(_creative_campaigns(creatives)),
+            F.col("creative_id") == F.col("_dim_creative_id"),
+            "left",
+        )
+        .withColumn("campaign_id", F.coalesce(F.col("campaign_id"), F.col("_dim_campaign_id")))
+        .drop("_dim_creative_id", "_dim_campaign_id")
+    )
+
+
+def _type_rank(touch_type: Column) -> Column:
+    """Impressions sort before clicks at the same instant."""
+    return F.when(touch_type == IMPRESSION, F.lit(0)).otherwise(F.lit(1))
+
+
+def touch_order() -> list[Column]:
+    return [
+        F.col("touch_ts").asc(),
+        _type_rank(F.col("touch_type")).asc(),
+        F.col("touch_id").asc_nulls_last(),
+        F.col("creative_id").asc_nulls_last(),
+        F.col("website").asc_nulls_last(),
+    ]
+
+
+def build_touches(impressions: DataFrame, clicks: DataFrame, creatives: DataFrame) -> DataFrame:
+    """Impressions and clicks as touches (TOUCH_COLUMNS), one row per input row.
+
+    campaign_id falls back to the creative's campaign when null. Clicks carry no website, so
+    a click's website is that of the latest impression of the same user and creative at or
+    before the click (null when there is none); Markov attribution by website needs it.
+    """
+    imp = impressions.select(
+        F.col("impression_id").alias("touch_id"),
+        F.lit(IMPRESSION).alias("touch_type"),
+        F.col("event_ts").alias("touch_ts"),
+        "user_id",
+        "campaign_id",
+        "creative_id",
+        "website",
+    )
+    clk = clicks.select(
+        F.col("event_id").alias("touch_id"),
+        F.lit(CLICK).alias("touch_type"),
+        F.col("event_ts").alias("touch_ts"),
+        "user_id",
+        "campaign_id",
+        "creative_id",
+        F.lit(None).cast("string").alias("website"),
+    )
+    touches = fill_campaign(imp.unionByName(clk), creatives)
+    seen_before = (
+        Window.partitionBy("user_id", "creative_id")
+        .orderBy(*touch_order())
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    is_click = F.col("touch_type") == CLICK
+    served_on = F.last(
+        F.when(F.col("touch_type") == IMPRESSION, F.col("website")), ignorenulls=True
+    ).over(seen_before)
+    website = F.when(is_click & F.col("creative_id").isNotNull(), served_on).when(
+        ~is_click, F.col("website")
+    )
+    return touches.withColumn("website", website).select(*TOUCH_COLUMNS)
+
+
+# ---------------------------------------------------------------------------- eligibility
+
+CONVERSION_COLUMNS: tuple[str, ...] = (
+    "conversion_id",
+    "conversion_ts",
+    "conversion_type",
+    "user_id",
+    "campaign_id",
+    "revenue",
+)
+
+
+def conversion_frame(conversions: DataFrame, params: AttributionParams) -> DataFrame:
+    """Conversions renamed, keyed, parameterized and with their window starts, in one select.
+
+    `_conv_key` identifies a conversion also when event_id is null; `_click_from` /
+    `_view_from` are the earliest touch_ts a click / an impression may have.
+    """
+    c = F.col
+    renamed: dict[str, Column] = {
+        "conversion_id": c("event_id"),
+        "conversion_ts": c("event_ts"),
+        "conversion_type": c("conversion_type"),
+        "user_id": c("user_id"),
+        "campaign_id": c("campaign_id"),
+        "revenue": c("revenue").cast(DecimalType(18, 6)),
+    }
+    content = F.sha2(F.to_json(F.struct(*[v.alias(k) for k, v in renamed.items()])), 256)
+    key = F.coalesce(F.concat(F.lit("id:"), c("event_id")), F.concat(F.lit("h:"), content))
+    values = dict(zip([n for n, _ in _PARAM_COLUMNS], _param_values(params), strict=True))
+    param: dict[str, Column] = {
+        name: F.lit(values[name]).cast(sf.dataType) for name, sf in _PARAM_COLUMNS
+    }
+    source = conversions
+    if params.params_by_campaign:
+        # A small broadcast table of overrides joined on the conversion's campaign.
+        schema = StructType(
+            [StructField("_o_campaign_id", StringType(), False)]
+            + [StructField(f"_o{name}", sf.dataType, False) for name, sf in _PARAM_COLUMNS]
+        )
+        rows = [(k, *_param_values(p)) for k, p in sorted(params.params_by_campaign.items())]
+        overrides = conversions.sparkSession.createDataFrame(rows, schema)
+        source = conversions.join(
+            F.broadcast(overrides), c("campaign_id") == c("_o_campaign_id"), "left"
+        )
+        param = {name: F.coalesce(c(f"_o{name}"), value) for name, value in param.items()}
+    conv_us = F.unix_micros(c("event_ts"))
+    click_from = F.timestamp_micros(conv_us - param["click_window_seconds"] * MICROS)
+    view_from = F.timestamp_micros(conv_us - param["view_window_seconds"] * MICROS)
+    return source.select(
+        *[v.alias(k) for k, v in renamed.items()],
+        key.alias("_conv_key"),
+        *[v.alias(k) for k, v in param.items()],
+        click_from.alias("_click_from"),
+        view_from.alias("_view_from"),
+        F.least(click_from, view_from).alias("_from"),
+    )
+
+
+def touch_frame(touches: DataFrame, *, for_join: bool = False) -> DataFrame:
+    """Touches with `_touch_key`, unique per touch (impression and click ids may collide).
+
+    `for_join` renames user_id and campaign_id to _t_user_id and _t_campaign_id.
+    """
+    content = F.sha2(F.to_json(F.struct(*[F.col(c) for c in TOUCH_COLUMNS])), 256)
+    key = F.concat(
+        F.col("touch_type"),
+        F.lit(":"),
+        F.coalesce(F.col("touch_id"), F.concat(F.lit("h:"), content)),
+    )
+    prefix = "_t_" if for_join else ""
+    return touches.select(
+        *[
+            F.col(c).alias(f"{prefix}{c}") if c in ("user_id", "campaign_id") else F.col(c)
+            for c in TOUCH_COLUMNS
+        ],
+        key.alias("_touch_key"),
+    )
+
+
+def conversions_with_touches(conv: DataFrame, touches: DataFrame) -> DataFrame:
+    """Left join of `conversion_frame` rows to their eligible touches.
+
+    Keyed on (user_id, campaign_id); the time condition is a range predicate on touch_ts.
+    `_touch_key` is null for a conversion without eligible touches.
+    """
+    return conv.join(touch_frame(touches, for_join=True), eligible(), "left")
+
+
+def eligible() -> Column:
+    """Join condition of `conversion_frame` and `touch_frame(for_join=True)` rows."""
+    c = F.col
+    window_start = F.when(c("touch_type") == CLICK, c("_click_from")).when(
+        c("touch_type") == IMPRESSION, c("_view_from")
+    )
+    return (
+        (c("user_id") == c("_t_user_id"))
+        & (c("campaign_id") == c("_t_campaign_id"))
+        & (c("touch_ts") <= c("conversion_ts"))
+        & (c("touch_ts") >= c("_from"))
+        & (c("touch_ts") >= window_start)
+    )
+
+
+def utc_date(ts: Column) -> Column:
+    """The UTC calendar date of an instant, whatever the session time zone."""
+    return F.date_from_unix_date(F.floor(F.unix_seconds(ts) / 86_400).cast("int"))
