@@ -29,7 +29,7 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import schemas, storage
+from adlake import deltalog, schemas, storage
 from adlake.bronze import ingest as bronze_ingest
 from adlake.config import DEFAULT_CONFIG, SOURCES, AppConfig, parse_config
 from adlake.gold.run import build_gold
@@ -91,9 +91,9 @@ def fresh(cfg: AppConfig) -> AppConfig:
 # After ../shared/bench/bare_spark.py: Spark's own readers with explicit string schemas,
 # no validation or bookkeeping; the row counts come from the write's own metrics.
 def _written_rows(spark: SparkSession, location: str) -> int:
-    version = storage.latest_version(spark, location)
+    version = deltalog.latest_version(spark, location)
     assert version is not None
-    info = storage.commit_info(spark, location, version)
+    info = deltalog.commit_info(spark, location, version)
     return int((info.get("operationMetrics") or {}).get("numOutputRows", 0))
 
 
@@ -346,7 +346,7 @@ def append_silver_increment(spark: SparkSession, cfg: AppConfig, share: float) -
             continue
         day = F.lit(newest[0])
         sample = table.sample(fraction=share, seed=7)
-        before = storage.latest_version(spark, location)
+        before = deltalog.latest_version(spark, location)
         moved = sample.withColumns(
             {
                 # Unique per increment, so a second benchmark run never repeats an id.
@@ -358,10 +358,10 @@ def append_silver_increment(spark: SparkSession, cfg: AppConfig, share: float) -
             }
         ).select(*table.columns)
         moved.write.format("delta").mode("append").save(location)
-        version = storage.latest_version(spark, location)
+        version = deltalog.latest_version(spark, location)
         if version is None or version == before:  # an empty sample commits nothing
             continue
-        metrics = storage.commit_info(spark, location, version).get("operationMetrics", {})
+        metrics = deltalog.commit_info(spark, location, version).get("operationMetrics", {})
         total += int(metrics.get("numOutputRows", 0))
     return total
 
@@ -494,7 +494,7 @@ def streaming(spark: SparkSession, workdir: Path, files: int, rows: int) -> dict
     try:
         while len(seen) < files and time.time() < deadline:
             time.sleep(1)
-            if not storage.is_table(spark, silver_path):
+            if not deltalog.is_table(spark, silver_path):
                 continue
             done = spark.read.format("delta").load(silver_path).select("_source_file").distinct()
             now = time.time()

@@ -35,7 +35,7 @@ import duckdb
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import storage
+from adlake import deltalog, storage
 from adlake.config import join_path
 from adlake.settings import gold as models
 from adlake.settings.gold import DEFAULT_PARAMS, AttributionParams
@@ -91,7 +91,7 @@ def export_silver(spark: SparkSession, lakehouse: str, out_dir: Path) -> dict[st
     for name, columns in SILVER_EXPORT.items():
         relative = f"silver/{name}"
         location = join_path(lakehouse, relative)
-        version = storage.table_version(spark, location)
+        version = deltalog.table_version(spark, location)
         reader = spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
@@ -410,7 +410,7 @@ def _compare_table(
 
 def _check_inputs(spark: SparkSession, location: str, silver_versions: Mapping[str, Any]) -> None:
     """Gold's last commit at `location` must record the silver versions DuckDB read."""
-    metadata, _rows = storage.derived_commit(spark, location)
+    metadata, _rows = deltalog.derived_commit(spark, location)
     recorded = json.loads(metadata).get("inputs", {}) if metadata else {}
     differing = {k: (recorded.get(k), v) for k, v in silver_versions.items() if k in recorded
                  and recorded[k] != v}  # fmt: skip

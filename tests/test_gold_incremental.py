@@ -14,7 +14,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DataType, StructType
 
-from adlake import storage
+from adlake import deltalog, storage
 from adlake.config import AppConfig
 from adlake.gold.run import build_gold
 from adlake.tables import (
@@ -158,7 +158,7 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
     batch_a = _events(1, 0, 20, USERS[:12], 400)
     _append(spark, inc, batch_a)
     build_gold(spark, inc)
-    before = {s.name: storage.table_version(spark, s.location(inc)) for s in GOLD_TABLES}
+    before = {s.name: deltalog.table_version(spark, s.location(inc)) for s in GOLD_TABLES}
 
     # B: a few recent days, new and known users, plus one late impression and conversion.
     batch_b = _events(2, 19, 22, [*USERS[8:], "u-new"], 40)
@@ -167,7 +167,7 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
         batch_b[spec] += late[spec]
     _append(spark, inc, batch_b)
     build_gold(spark, inc)
-    after = {s.name: storage.table_version(spark, s.location(inc)) for s in GOLD_TABLES}
+    after = {s.name: deltalog.table_version(spark, s.location(inc)) for s in GOLD_TABLES}
     assert after == {name: v + 1 for name, v in before.items() if v is not None}
 
     for spec in (*EVENT_TABLES, SILVER_CREATIVES):
@@ -196,9 +196,9 @@ def test_gold_tables_are_built_with_their_declared_schemas(
     build_gold(spark, cfg)
     assert_declared(cfg)
     _append(spark, cfg, _events(2, 5, 7, USERS[4:], 20))
-    versions = {s.name: storage.table_version(spark, s.location(cfg)) for s in GOLD_TABLES}
+    versions = {s.name: deltalog.table_version(spark, s.location(cfg)) for s in GOLD_TABLES}
     build_gold(spark, cfg)
-    after = {s.name: storage.table_version(spark, s.location(cfg)) for s in GOLD_TABLES}
+    after = {s.name: deltalog.table_version(spark, s.location(cfg)) for s in GOLD_TABLES}
     assert all(after[name] != v for name, v in versions.items())  # the increment wrote
     assert_declared(cfg)
 

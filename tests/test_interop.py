@@ -18,7 +18,7 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampNTZType, TimestampType
 
-from adlake import storage
+from adlake import deltalog
 from adlake.tables import (
     GOLD_TABLES,
     SILVER_BID_REQUESTS,
@@ -96,7 +96,7 @@ def test_delta_rs_reads_the_same_rows_as_spark(
 ) -> None:
     location = lake.cfg.table_path(relative)
     table = DeltaTable(location)
-    assert table.version() == storage.latest_version(spark, location)
+    assert table.version() == deltalog.latest_version(spark, location)
     columns, spark_rows = _spark_rows(spark, location)
     arrow = table.to_pyarrow_table()
     assert sorted(arrow.column_names) == sorted(columns)

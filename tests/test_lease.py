@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from pyspark.sql import SparkSession
 
-from adlake import storage
+from adlake import deltalog, storage
 from adlake.config import AppConfig
 from adlake.lease import Lease, LeaseHeldError, LeaseLostError, holding
 from adlake.tables import BRONZE_IMPRESSIONS, INGEST_FILE_LOG
@@ -54,8 +54,8 @@ def test_second_bronze_run_fails_clearly_and_marks_nothing_committed(
     )
     assert all(r.exc_info is None for r in caplog.records)
     # Nothing was planned, written or logged as committed.
-    assert not storage.is_table(spark, INGEST_FILE_LOG.location(cfg))
-    assert not storage.is_table(spark, BRONZE_IMPRESSIONS.location(cfg))
+    assert not deltalog.is_table(spark, INGEST_FILE_LOG.location(cfg))
+    assert not deltalog.is_table(spark, BRONZE_IMPRESSIONS.location(cfg))
 
     # Once the other run released its lease the same command ingests the file.
     assert job.main(argv) == 0

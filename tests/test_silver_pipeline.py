@@ -10,6 +10,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from adlake import deltalog
 from adlake.bronze import ingest as bronze_ingest
 from adlake.config import SOURCES, AppConfig
 from adlake.silver import run as silver_run
@@ -226,7 +227,7 @@ def test_gold_credits_sum_to_one_rerun_is_idempotent_and_late_clicks_restate(
     assert sums.count() == conversions * len(ALL_MODELS)
     assert sums.where("abs(s - 1.0) > 1e-9 OR lo < 0").count() == 0
 
-    from adlake.storage import table_version
+    from adlake.deltalog import table_version
 
     before = {t: _table(spark, gold_cfg, t).collect() for t in gold}
     versions = {t: table_version(spark, gold_cfg.table_path(t)) for t in gold}
@@ -341,7 +342,9 @@ def test_gold_restates_every_table_when_the_logic_version_changes(
         ).save(spec.location(cfg))
 
     def gold_versions() -> dict[str, int | None]:
-        return {s.relative_path: storage.table_version(spark, s.location(cfg)) for s in GOLD_TABLES}
+        return {
+            s.relative_path: deltalog.table_version(spark, s.location(cfg)) for s in GOLD_TABLES
+        }
 
     run.build_gold(spark, cfg)
     first = gold_versions()
@@ -352,7 +355,7 @@ def test_gold_restates_every_table_when_the_logic_version_changes(
     monkeypatch.setattr(run, "GOLD_LOGIC_VERSION", "test-changed-logic")
     run.build_gold(spark, cfg)
     assert gold_versions() == {t: v + 1 for t, v in first.items() if v is not None}
-    stamp, _rows = storage.derived_commit(spark, GOLD_CAMPAIGN_DAILY.location(cfg))
+    stamp, _rows = deltalog.derived_commit(spark, GOLD_CAMPAIGN_DAILY.location(cfg))
     assert stamp is not None
     assert json.loads(stamp)["logic"] == "test-changed-logic"
 

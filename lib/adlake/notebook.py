@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType
 
-from adlake import storage
+from adlake import deltalog, storage
 from adlake.config import DEFAULT_CONFIG, AppConfig, ConfigError, parse_config
 from adlake.gold.touches import UNATTRIBUTED
 from adlake.session import build_spark
@@ -104,7 +104,7 @@ def register_views(spark: SparkSession, cfg: AppConfig) -> tuple[str, ...]:
     views = []
     for row in table_catalog(cfg):
         location = cfg.table_path(row["path"])
-        if storage.is_table(spark, location):
+        if deltalog.is_table(spark, location):
             storage.read_table(spark, location).createOrReplaceTempView(row["view"])
             views.append(row["view"])
     return tuple(views)

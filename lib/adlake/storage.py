@@ -1,22 +1,17 @@
-"""The one I/O module: Delta table creation and the writers every job uses, plus file listing.
+"""The one write path per table kind: creation, idempotent append, bounded MERGE, replace.
 
-Questions about a table's log (does it exist, its latest version, what the last commit
-recorded) are answered from `_delta_log/` through the Hadoop FileSystem: the commit files are
-Delta's documented protocol, and reading one small JSON file costs milliseconds where a
-DeltaTable snapshot costs Spark jobs.
+Also conflict retries and landing-file listing. What a table's log says (exists, versions,
+commit metadata) is read by `adlake.deltalog`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
-from urllib.parse import unquote
+from typing import TypeVar
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -32,14 +27,11 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from adlake import deltalog
 from adlake.tables import TableSpec
 
 log = logging.getLogger(__name__)
 
-# Locations known to exist in this process; tables are never dropped by AdLake jobs.
-_known_tables: set[str] = set()
-
-_COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 
 # Delta's commit conflicts (the Python classes share no base class but PySparkException).
 # Each means the transaction committed nothing, so running it again on the new snapshot is
@@ -67,7 +59,7 @@ class MergeCounts:
     `source_rows` comes from the MERGE commit's operationMetrics (numSourceRows); None when
     the MERGE committed nothing (Delta skips the commit when no row is new).
     `replayed_from`: the counts are those of an earlier commit of the same tagged write (its
-    version), because this run of it found every row stored by that one (see `WriteTag`).
+    version), because this run of it found every row stored by that one (see `deltalog.WriteTag`).
     """
 
     source_rows: int | None
@@ -75,39 +67,6 @@ class MergeCounts:
     replayed_from: int | None = None
 
 
-@dataclass(frozen=True)
-class WriteTag:
-    """Names one write of one batch, to recognise its commit when the batch is replayed.
-
-    Stored as the commit's userMetadata. `writer` is stable across restarts (e.g. built from
-    a stream's query id, which its checkpoint keeps) and writes its batches in `batch` order.
-    """
-
-    writer: str
-    batch: int
-
-    def user_metadata(self) -> str:
-        return json.dumps({"adlake_writer": self.writer, "batch": self.batch}, sort_keys=True)
-
-    @staticmethod
-    def parse(user_metadata: object) -> WriteTag | None:
-        """The tag a commit's userMetadata carries, None when it carries none."""
-        if not isinstance(user_metadata, str) or not user_metadata.startswith("{"):
-            return None
-        try:
-            data = json.loads(user_metadata)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        writer, batch = data.get("adlake_writer"), data.get("batch")
-        if not isinstance(writer, str) or not isinstance(batch, int):
-            return None
-        return WriteTag(writer, batch)
-
-
-# Commits a replay looks back over for its first attempt's commit (newest first).
-REPLAY_LOOKBACK = 50
 _USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
@@ -118,62 +77,6 @@ class LandingFile:
     path: str
     length: int
     modification_ms: int
-
-
-def _fs_path(spark: SparkSession, location: str) -> tuple[Any, Any]:
-    """(Hadoop FileSystem, Path) for a location, through the session's Hadoop configuration."""
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    path = jvm.org.apache.hadoop.fs.Path(location)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
-
-
-def all_exist(spark: SparkSession, paths: Iterable[str]) -> bool:
-    """True when every path exists (one FileSystem call each, no Spark job)."""
-    for path in paths:
-        fs, hadoop_path = _fs_path(spark, path)
-        if not fs.exists(hadoop_path):
-            return False
-    return True
-
-
-def commit_versions(spark: SparkSession, location: str) -> list[int]:
-    """Versions of the commit files in the table's `_delta_log/` (empty: no table)."""
-    fs, path = _fs_path(spark, location.rstrip("/") + "/_delta_log")
-    if not fs.exists(path):
-        return []
-    versions = []
-    for status in fs.listStatus(path):
-        match = _COMMIT_FILE.match(str(status.getPath().getName()))
-        if match:
-            versions.append(int(match.group(1)))
-    return sorted(versions)
-
-
-def is_table(spark: SparkSession, location: str) -> bool:
-    """True when a Delta table exists at `location` (one directory listing, no Spark job)."""
-    return location in _known_tables or bool(commit_versions(spark, location))
-
-
-def latest_version(spark: SparkSession, location: str) -> int | None:
-    """Latest committed version of a Delta table, None when there is no table."""
-    versions = commit_versions(spark, location)
-    return versions[-1] if versions else None
-
-
-def last_user_metadata(spark: SparkSession, location: str) -> str | None:
-    """userMetadata of the table's latest commit (None: no table or none recorded)."""
-    version = latest_version(spark, location)
-    return None if version is None else commit_info(spark, location, version).get("userMetadata")
-
-
-def commit_info(spark: SparkSession, location: str, version: int) -> dict[str, Any]:
-    """The `commitInfo` action of one commit file ({} when the commit has none or is gone)."""
-    for action in _commit_actions(spark, location, version) or []:
-        if "commitInfo" in action:
-            info: dict[str, Any] = action["commitInfo"]
-            return info
-    return {}
 
 
 def retry_on_conflict(
@@ -218,8 +121,8 @@ def ensure_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
     Creating up front (instead of letting the first append infer it) keeps the schema the
     declared one even when the first batch is empty. An existing table costs one listing.
     """
-    if is_table(spark, location):
-        _known_tables.add(location)
+    if deltalog.is_table(spark, location):
+        deltalog.known_tables.add(location)
         return
     (
         DeltaTable.createIfNotExists(spark)
@@ -228,7 +131,7 @@ def ensure_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
         .partitionedBy(*spec.partition_by)
         .execute()
     )
-    _known_tables.add(location)
+    deltalog.known_tables.add(location)
 
 
 def read_table(spark: SparkSession, location: str) -> DataFrame:
@@ -252,7 +155,7 @@ def append_idempotent(
     table's own log, atomically with the data. Retried on commit conflicts. Columns the spec
     declares and the table lacks yet are added (mergeSchema): specs only ever add columns.
     A caller that must know whether its own rows went in passes a unique `user_metadata`
-    and asks `committed_since`.
+    and asks `deltalog.committed_since`.
     """
     ordered = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
     writer = (
@@ -268,28 +171,13 @@ def append_idempotent(
     log.info("append %s app_id=%s version=%d", spec.name, app_id, version)
 
 
-def committed_since(
-    spark: SparkSession, location: str, after_version: int | None, user_metadata: str
-) -> bool:
-    """True when a commit after `after_version` carries `user_metadata` (commit files only).
-
-    An idempotent append that Delta skipped, because its (app id, version) was already
-    committed by an earlier attempt or by another writer, leaves no such commit.
-    """
-    return any(
-        commit_info(spark, location, version).get("userMetadata") == user_metadata
-        for version in commit_versions(spark, location)
-        if after_version is None or version > after_version
-    )
-
-
 def list_landing_files(spark: SparkSession, directory: str, path_glob: str) -> list[LandingFile]:
     """Files directly under `directory` whose name matches `path_glob`, sorted by path.
 
     One Hadoop FileSystem glob (local disk, HDFS, S3A alike): no Spark job, no file read.
     Paths are fully qualified (`file:/...`), the form Spark's `_metadata.file_path` gives.
     """
-    fs, path = _fs_path(spark, directory.rstrip("/") + "/" + path_glob)
+    fs, path = deltalog.fs_path(spark, directory.rstrip("/") + "/" + path_glob)
     statuses = fs.globStatus(path) or []
     files = [
         LandingFile(
@@ -313,7 +201,7 @@ def merge_insert_new(
     location: str,
     partition_values: Iterable[date] | None = None,
     *,
-    tag: WriteTag | None = None,
+    tag: deltalog.WriteTag | None = None,
 ) -> MergeCounts:
     """Insert the rows whose keys the table does not hold yet; returns what the MERGE counted.
 
@@ -353,7 +241,7 @@ def merge_insert_new(
         conditions = [f"t.`{column}` IN ({literals})", f"t.`{column}` = s.`{column}`", *conditions]
     condition = " AND ".join(conditions)
     spark = df.sparkSession
-    before = latest_version(spark, location)
+    before = deltalog.latest_version(spark, location)
 
     def merge() -> int:
         metrics = (
@@ -401,25 +289,29 @@ def merge_insert_new(
 
 
 def _merge_source_rows(
-    spark: SparkSession, location: str, after: int | None, tag: WriteTag | None = None
+    spark: SparkSession, location: str, after: int | None, tag: deltalog.WriteTag | None = None
 ) -> int | None:
     """numSourceRows of the newest MERGE commit after version `after` (with `tag`: the newest
     carrying it); None when there is none."""
-    for version in reversed(commit_versions(spark, location)):
+    for version in reversed(deltalog.commit_versions(spark, location)):
         if after is not None and version <= after:
             break
-        info = commit_info(spark, location, version)
+        info = deltalog.commit_info(spark, location, version)
         if info.get("operation") != "MERGE":
             continue
-        if tag is not None and WriteTag.parse(info.get("userMetadata")) != tag:
+        if tag is not None and deltalog.WriteTag.parse(info.get("userMetadata")) != tag:
             continue
         rows = (info.get("operationMetrics") or {}).get("numSourceRows")
         return None if rows is None else int(rows)
     return None
 
 
+# Commits a replay looks back over for its first attempt's commit (newest first).
+REPLAY_LOOKBACK = 50
+
+
 def tagged_merge_counts(
-    spark: SparkSession, location: str, tag: WriteTag, lookback: int | None = None
+    spark: SparkSession, location: str, tag: deltalog.WriteTag, lookback: int | None = None
 ) -> MergeCounts | None:
     """Counts of the MERGE commit that carries `tag`, among the table's newest commits.
 
@@ -430,9 +322,9 @@ def tagged_merge_counts(
     nothing when it first ran either, or its commit is further back than the lookback.
     """
     lookback = REPLAY_LOOKBACK if lookback is None else lookback
-    for version in reversed(commit_versions(spark, location)[-lookback:]):
-        info = commit_info(spark, location, version)
-        found = WriteTag.parse(info.get("userMetadata"))
+    for version in reversed(deltalog.commit_versions(spark, location)[-lookback:]):
+        info = deltalog.commit_info(spark, location, version)
+        found = deltalog.WriteTag.parse(info.get("userMetadata"))
         if found is None or found.writer != tag.writer:
             continue
         if found.batch != tag.batch or info.get("operation") != "MERGE":
@@ -453,7 +345,7 @@ def replace_table(
     """Replace the whole table in one transaction (small dimensions refreshed from a file).
 
     `user_metadata` (e.g. which file version it came from) is stored with the commit, where
-    `last_user_metadata` reads it back without a Spark job.
+    `deltalog.last_user_metadata` reads it back without a Spark job.
     """
     ordered = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
     writer = ordered.write.format("delta").mode("overwrite")
@@ -475,7 +367,7 @@ def overwrite_derived(
     A full replace is what makes gold idempotent and restates late data: the table always
     equals the function of the current silver tables. The schema is the transform's output.
     `inputs_fingerprint` (the input table versions and parameters) is stored as the commit's
-    userMetadata so the next run can tell that nothing changed (`derived_commit`).
+    userMetadata so the next run can tell that nothing changed (`deltalog.derived_commit`).
     """
     writer = (
         df.write.format("delta")
@@ -487,102 +379,6 @@ def overwrite_derived(
         writer = writer.option("userMetadata", inputs_fingerprint)
     writer.save(location)
     log.info("replace %s", name)
-
-
-def table_version(spark: SparkSession, location: str) -> int | None:
-    """Latest committed version of a Delta table, None when there is no table."""
-    return latest_version(spark, location)
-
-
-_MAINTENANCE_OPERATIONS = ("OPTIMIZE", "VACUUM START", "VACUUM END")
-
-
-def last_write_partial(spark: SparkSession, location: str) -> bool:
-    """True when the latest data write of a derived table replaced only some rows (replaceWhere)."""
-    for version in reversed(commit_versions(spark, location)):
-        info = commit_info(spark, location, version)
-        if info.get("operation") in _MAINTENANCE_OPERATIONS:
-            continue
-        predicate = (info.get("operationParameters") or {}).get("predicate")
-        return predicate not in (None, "", "[]")
-    return False
-
-
-def derived_commit(spark: SparkSession, location: str) -> tuple[str | None, int]:
-    """(userMetadata, numOutputRows) of the latest data write of a derived table.
-
-    Maintenance commits (OPTIMIZE, VACUUM) are skipped: they change files, not content.
-    (None, 0) when there is no table.
-    """
-    for version in reversed(commit_versions(spark, location)):
-        info = commit_info(spark, location, version)
-        if info.get("operation") in _MAINTENANCE_OPERATIONS:
-            continue
-        metrics = info.get("operationMetrics") or {}
-        return info.get("userMetadata"), int(metrics.get("numOutputRows", 0))
-    return None, 0
-
-
-@dataclass(frozen=True)
-class AddedFile:
-    """A data file a commit added with dataChange = true: its full path and partition values."""
-
-    path: str
-    partition_values: dict[str, str | None]
-
-
-def _commit_actions(
-    spark: SparkSession, location: str, version: int
-) -> list[dict[str, Any]] | None:
-    """The actions of one commit file, None when the file is gone (log cleaned up)."""
-    fs, path = _fs_path(spark, f"{location.rstrip('/')}/_delta_log/{version:020d}.json")
-    if not fs.exists(path):
-        return None
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    stream = fs.open(path)
-    try:
-        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
-    return [json.loads(line) for line in str(text).splitlines() if line.strip()]
-
-
-def appended_files(
-    spark: SparkSession, location: str, after: int, upto: int
-) -> list[AddedFile] | None:
-    """Files added by the commits (after, upto] when those commits only appended rows.
-
-    Read from the commit files, no Spark job. None when the change is not a pure append,
-    so the caller must recompute from scratch: a commit file is gone, a commit removed or
-    rewrote rows (a remove with dataChange), changed the schema or properties (metaData), or
-    added a file with a deletion vector. OPTIMIZE's adds and removes (dataChange = false)
-    move rows without changing them and are skipped.
-    """
-    added: list[AddedFile] = []
-    base = location.rstrip("/")
-    for version in range(after + 1, upto + 1):
-        actions = _commit_actions(spark, location, version)
-        if actions is None:
-            return None
-        for action in actions:
-            if "metaData" in action:
-                return None
-            if "remove" in action and action["remove"].get("dataChange", True):
-                return None
-            add = action.get("add")
-            if add is None or not add.get("dataChange", True):
-                continue
-            if add.get("deletionVector"):
-                return None
-            relative = unquote(str(add["path"]))
-            full = (
-                relative
-                if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:", relative)
-                else (f"{base}/{relative}")
-            )
-            added.append(AddedFile(full, dict(add.get("partitionValues") or {})))
-    return added
 
 
 def replace_partitions(

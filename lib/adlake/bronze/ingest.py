@@ -26,7 +26,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import clock, faults, metrics, schemas, storage
+from adlake import clock, deltalog, faults, metrics, schemas, storage
 from adlake.bronze import parse
 from adlake.bronze.filelog import (
     ConcurrentRunError,
@@ -236,9 +236,9 @@ class BronzeIngestor:
         stops here, before any bronze write it could not later account for.
         """
         token = f"{self.app_id}:{run_seq}:{uuid.uuid4().hex}"
-        before = storage.latest_version(self.spark, self.log_path)
+        before = deltalog.latest_version(self.spark, self.log_path)
         self._write_log(run_seq, entries, mode, logged_at, {}, stats, token)
-        if not storage.committed_since(self.spark, self.log_path, before, token):
+        if not deltalog.committed_since(self.spark, self.log_path, before, token):
             raise ConcurrentRunError(
                 f"{self.source} run {run_seq}: another run of this source planned run "
                 f"{run_seq} first; stopped before writing (run one bronze writer per source)"
@@ -358,7 +358,7 @@ class BronzeIngestor:
         redo of a run a crash interrupted after its append), nothing was observed, so the
         records are counted in one more pass instead.
         """
-        before = storage.latest_version(self.spark, self.bronze_path)
+        before = deltalog.latest_version(self.spark, self.bronze_path)
         observation = Observation(f"bronze-{self.source}-{run_seq}-{time.monotonic_ns()}")
         observed = parsed.observe(observation, *parse.tally_metrics(files))
         storage.append_idempotent(
@@ -368,7 +368,7 @@ class BronzeIngestor:
             self.app_id,
             run_seq,
         )
-        if storage.latest_version(self.spark, self.bronze_path) != before:
+        if deltalog.latest_version(self.spark, self.bronze_path) != before:
             return parse.Tally.from_metrics(files, observation.get)
         log.info(
             "%s run %d: bronze already holds this run; counting its records", self.source, run_seq

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from adlake import storage
+from adlake import deltalog
 from adlake.tables import (
     GOLD_BID_FUNNEL_DAILY,
     SILVER_BID_REQUESTS,
@@ -69,7 +69,7 @@ def built_from(
     incremental run can start there: same stamp apart from newer event tables, same
     creatives. None: rebuild from scratch.
     """
-    stamps = {storage.derived_commit(spark, spec.location(cfg))[0] for spec in group}
+    stamps = {deltalog.derived_commit(spark, spec.location(cfg))[0] for spec in group}
     if len(stamps) != 1 or None in stamps:
         return None
     built, wanted = json.loads(stamps.pop() or "{}"), json.loads(stamp)
@@ -90,17 +90,17 @@ def built_from(
 
 def appended_since(
     spark: SparkSession, cfg: AppConfig, since: Mapping[str, int], pinned: Mapping[str, int | None]
-) -> dict[str, list[storage.AddedFile]] | None:
+) -> dict[str, list[deltalog.AddedFile]] | None:
     """Files appended to each event table since `since`; None when any change was not an append."""
-    appended: dict[str, list[storage.AddedFile]] = {}
+    appended: dict[str, list[deltalog.AddedFile]] = {}
     for spec in EVENT_SOURCES:
         upto = pinned[spec.relative_path]
         assert upto is not None
-        files = storage.appended_files(spark, spec.location(cfg), since[spec.relative_path], upto)
+        files = deltalog.appended_files(spark, spec.location(cfg), since[spec.relative_path], upto)
         if files is None:
             log.info("gold: %s changed other than by appends, full rebuild", spec.name)
             return None
-        if not storage.all_exist(spark, (f.path for f in files)):
+        if not deltalog.all_exist(spark, (f.path for f in files)):
             # Compacted by OPTIMIZE and then removed by VACUUM since gold's last build.
             log.warning("gold: files appended to %s since the last build were vacuumed; "
                         "rebuilding in full", spec.name)  # fmt: skip
@@ -124,7 +124,7 @@ def funnel_dates(
     None: rebuild in full (first build, new parameters or logic, a change that was not an
     append, or an appended row without a date).
     """
-    built_stamp = storage.derived_commit(spark, GOLD_BID_FUNNEL_DAILY.location(cfg))[0]
+    built_stamp = deltalog.derived_commit(spark, GOLD_BID_FUNNEL_DAILY.location(cfg))[0]
     if built_stamp is None:
         return None
     built, wanted = json.loads(built_stamp), json.loads(stamp)
@@ -137,8 +137,8 @@ def funnel_dates(
         then, now = inputs.get(spec.relative_path), pinned[spec.relative_path]
         if then is None or now is None or then > now:
             return None
-        files = storage.appended_files(spark, spec.location(cfg), then, now)
-        if files is None or not storage.all_exist(spark, (f.path for f in files)):
+        files = deltalog.appended_files(spark, spec.location(cfg), then, now)
+        if files is None or not deltalog.all_exist(spark, (f.path for f in files)):
             return None
         for f in files:
             value = f.partition_values.get("event_date")
@@ -161,7 +161,7 @@ def funnel_dates(
     return sorted(dates)
 
 
-def dates_of(appended: Mapping[str, list[storage.AddedFile]]) -> list[date | None]:
+def dates_of(appended: Mapping[str, list[deltalog.AddedFile]]) -> list[date | None]:
     """The event_date partitions (None: the null partition) holding appended rows."""
     values = {f.partition_values.get("event_date") for files in appended.values() for f in files}
     return sorted(
@@ -177,7 +177,7 @@ def date_in(column: str, dates: Sequence[date | None]) -> Column:
     return condition | F.col(column).isNull() if None in dates else condition
 
 
-def users_of(spark: SparkSession, appended: Mapping[str, list[storage.AddedFile]]) -> DataFrame:
+def users_of(spark: SparkSession, appended: Mapping[str, list[deltalog.AddedFile]]) -> DataFrame:
     """Distinct user_id (null included) of the appended files, cached: a small set."""
     paths = [f.path for files in appended.values() for f in files]
     if not paths:

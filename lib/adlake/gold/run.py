@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from adlake import storage
+from adlake import deltalog, storage
 from adlake.gold import incremental as inc
 from adlake.gold.aggregates import (
     bid_funnel_daily,
@@ -74,7 +74,7 @@ def build_gold(
     recorded as already seen.
     """
     pinned = {
-        spec.relative_path: storage.table_version(spark, spec.location(cfg))
+        spec.relative_path: deltalog.table_version(spark, spec.location(cfg))
         for spec in (
             SILVER_IMPRESSIONS,
             SILVER_CLICKS,
@@ -272,11 +272,11 @@ def _unchanged(
 ) -> bool:
     """True (and the row count noted) when the table was last built from exactly `stamp`."""
     location = spec.location(cfg)
-    fingerprint, rows = storage.derived_commit(spark, location)
+    fingerprint, rows = deltalog.derived_commit(spark, location)
     if fingerprint != stamp:
         return False
     # A partition replace's commit counts the rows it wrote, not the table's.
-    partial = storage.last_write_partial(spark, location)
+    partial = deltalog.last_write_partial(spark, location)
     written[spec.relative_path] = _rows(spark, location) if partial else rows
     log.info("gold %s: inputs unchanged, kept (%d rows)", spec.name, written[spec.relative_path])
     return True
@@ -288,7 +288,7 @@ def _replace(
     """Replace the whole table with `df`, stamped."""
     location = spec.location(cfg)
     storage.overwrite_derived(df, spec.relative_path, location, spec.partition_by, stamp)
-    written[spec.relative_path] = storage.derived_commit(df.sparkSession, location)[1]
+    written[spec.relative_path] = deltalog.derived_commit(df.sparkSession, location)[1]
     log.info("gold %s: %d rows", spec.name, written[spec.relative_path])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from adlake import storage
+from adlake import deltalog
 from adlake.config import AppConfig
 from adlake.tables import ALL_TABLES, BRONZE_QUARANTINE, GOLD_STATE_TABLES, SILVER_QUARANTINE
 
@@ -17,7 +17,7 @@ def table_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, str, in
         if spec in GOLD_STATE_TABLES:
             continue  # internal state of incremental gold, not a result
         name, location = spec.name, spec.location(cfg)
-        if storage.is_table(spark, location):
+        if deltalog.is_table(spark, location):
             rows.append((name, location, spark.read.format("delta").load(location).count()))
         else:
             rows.append((name, location, None))
@@ -42,7 +42,7 @@ def quarantine_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, st
     """
     rows: list[tuple[str, str, str, int]] = []
     bronze = BRONZE_QUARANTINE.location(cfg)
-    if storage.is_table(spark, bronze):
+    if deltalog.is_table(spark, bronze):
         file_name = F.regexp_extract(F.col("_source_file"), r"([^/]+)$", 1)
         reason = F.when(
             F.col("reason") == "corrupt_file", F.concat(F.col("reason"), F.lit(" "), file_name)
@@ -56,7 +56,7 @@ def quarantine_counts(spark: SparkSession, cfg: AppConfig) -> list[tuple[str, st
         )
         rows += [(BRONZE_QUARANTINE.name, r["source"], r["why"], r["count"]) for r in counted]
     silver = SILVER_QUARANTINE.location(cfg)
-    if storage.is_table(spark, silver):
+    if deltalog.is_table(spark, silver):
         rules = F.concat_ws(", ", F.col("failed_rules"))
         counted = (
             spark.read.format("delta")

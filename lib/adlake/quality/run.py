@@ -11,7 +11,7 @@ from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 
-from adlake import storage
+from adlake import deltalog, storage
 from adlake.config import SOURCES, AppConfig
 from adlake.quality.checks import (
     ALL,
@@ -134,7 +134,7 @@ def run_checks(spark: SparkSession, cfg: AppConfig, now: datetime) -> list[Check
         SILVER_QUARANTINE.relative_path,
         *[BRONZE_BY_SOURCE[source].relative_path for source in SOURCES],
     )
-    present = {rel: storage.is_table(spark, cfg.table_path(rel)) for rel in inputs}
+    present = {rel: deltalog.is_table(spark, cfg.table_path(rel)) for rel in inputs}
     df = {rel: storage.read_table(spark, cfg.table_path(rel)) for rel in inputs if present[rel]}
     imp, clk, bids = (
         SILVER_IMPRESSIONS.relative_path,

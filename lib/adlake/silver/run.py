@@ -8,7 +8,7 @@ micro-batch goes through `SilverProcessor.process`. Silver writes are insert-if-
 on each table's key, bounded to the event dates the batch holds, so a replay after a crash
 stores nothing twice and a batch's cost does not grow with history. The audit row is an
 idempotent append keyed by (query id, batch id). Each MERGE commit is tagged with the writer
-and batch (`storage.WriteTag`), so a replay whose MERGEs find every row stored already audits
+and batch (`deltalog.WriteTag`), so a replay whose MERGEs find every row stored already audits
 the batch with its first attempt's counts, not as all duplicates. Late rows (event time older
 than the newest written event of earlier batches minus `silver.late_after`) are counted,
 never dropped.
@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 from pyspark.sql.types import StringType, StructField, StructType
 
-from adlake import clock, faults, metrics, schemas, storage
+from adlake import clock, deltalog, faults, metrics, schemas, storage
 from adlake.config import AppConfig
 from adlake.settings import silver as rules_conf
 from adlake.silver import dedup, rules
@@ -110,7 +110,7 @@ class SilverProcessor:
         )
         if version is None:
             log.warning("no %s: keeping the existing creatives dimension", reference)
-        elif version != storage.last_user_metadata(self.spark, location):
+        elif version != deltalog.last_user_metadata(self.spark, location):
             raw = self.spark.read.csv(
                 reference, header=True, schema=CREATIVES_CSV_SCHEMA, mode="PERMISSIVE"
             )
@@ -208,7 +208,7 @@ class SilverProcessor:
             good = checked.where(valid & ~F.col(dedup.DUPLICATE_IN_BATCH))
             # Both MERGEs carry the batch's tag: a replay after a crash (the rows stored, the
             # batch not recorded as done) gets the counts of the first attempt's commits.
-            tag = storage.WriteTag(writer_id(target, txn_app), batch_id)
+            tag = deltalog.WriteTag(writer_id(target, txn_app), batch_id)
             # An empty side skips its MERGE: no scan of the target, no empty commit. Rows
             # without an event date (possible only when the timestamp rules are turned off)
             # make the MERGE unbounded, since null is in no partition list.
@@ -369,7 +369,7 @@ class SilverProcessor:
 
 def writer_id(target: str, txn_app: str) -> str:
     """The silver writer of `target` for `txn_app`: the audit append's txnAppId and the tag of
-    the batch's MERGE commits (`storage.WriteTag`)."""
+    the batch's MERGE commits (`deltalog.WriteTag`)."""
     return f"adlake-silver-{target}-{txn_app}"
 
 
@@ -418,7 +418,7 @@ def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> li
     processor = SilverProcessor(spark, cfg, "batch")
     for source in sources:
         bronze_path = BRONZE_BY_SOURCE[source].location(cfg)
-        if not storage.is_table(spark, bronze_path):
+        if not deltalog.is_table(spark, bronze_path):
             log.warning("silver %s: no bronze table at %s yet", source, bronze_path)
             continue
         query = start_stream(processor, source, "available-now", rate_limited=False)
