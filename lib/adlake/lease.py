@@ -1,18 +1,6 @@
 """Leases: at most one writer per job and source at a time, across processes and hosts.
 
-A lease is a directory `<checkpoints>/_leases/<job>-<scope>/` of generation files
-`<generation:020d>.json`, each naming its owner (host, pid, a token) and an expiry; the
-highest generation is the lease's state. Taking the lease means creating the next generation
-exclusively, so of two runs racing for it exactly one wins; the other fails with
-`LeaseHeldError`, one line naming the holder. The holder renews from a background thread
-(every ttl/3) by creating the next generation the same way; a holder that crashed stops
-renewing, and once its lease expired the next run takes it over with a warning. Release
-deletes the holder's file.
-
-Exclusive create is atomic on the local file system (O_EXCL) and on HDFS, ABFS and GCS
-(`create(overwrite=false)`); it is not on S3A, where two runs can both believe they hold a
-lease: deploy on S3 with one scheduler per job (or a DynamoDB-backed lock). Expiry compares
-the writer's clock with the reader's, so hosts need synchronized clocks (skew << ttl).
+See docs/operations.md for how it works.
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
 """Prometheus metrics of AdLake jobs: names, recording helpers, and where they are published.
 
-One registry per process. Jobs record what each batch did (`record_batch`), `run_job` records
-the run's outcome, and then:
-- batch runs push the registry to a Pushgateway (grouping key job=<job_name>,
-  sources=<--source>) with `pushadd`, so a failed run's push keeps the last success gauge; or,
-  without a Pushgateway, write `<textfile_dir>/<job_name>.prom` for node_exporter's textfile
-  collector (written atomically);
-- streaming runs also serve the registry over HTTP on the driver (`serve`), and a
-  `StreamingQueryListener` keeps the adlake_stream_* gauges current.
-Monitoring never fails a job: every publishing error is logged as a warning.
-The metric names and labels are a contract with conf/prometheus/alerts.yml.
+See docs/operations.md for how it works.
 """
 
 from __future__ import annotations

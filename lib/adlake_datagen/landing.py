@@ -1,35 +1,6 @@
-"""generate_landing: synthetic landing data for AdLake, impressions (JSONL), clicks/conversions
-(CSV), bid requests (Avro) and the creatives reference, with known, counted defects; the
-manifest that describes them, and read_manifest.
+"""generate_landing: synthetic landing files with known, counted defects, and their manifest.
 
-Why: ingestion, silver and attribution need realistic raw files whose flaws are known exactly.
-Output is byte-identical for the same arguments (one seeded RNG, no wall clock), rows are
-streamed to disk so memory stays flat from a handful to 10M+ impressions, and `_manifest.json`
-states per file what was written so tests can reconcile against it.
-
-Layout under the output directory; file i of each source holds what arrived in time window i
-of `days` days from `start_date` (a UTC day, or a timezone-aware datetime such as "now minus
-days" for data that ends now):
-    impressions/part-00000.jsonl[.gz]  clicks_conversions/part-00000.csv
-    bid_requests/part-00000.avro       reference/creatives.csv            _manifest.json
-    bid_requests/part-0000K.retry.avro (truncated_avro_copies: a cut-off copy of file K)
-
-Manifest: {"manifest_version", "generator", "arguments", "files": {relative path: entry},
-"totals": {source: summed entry fields, "all": ...}}. Every entry has source, records,
-seed_records, clean_records; source files add file_index, window_start, window_end (and *_ms),
-defects {duplicate, late, schema_drift (not Avro), malformed {kind: count}}; JSONL and CSV add
-timestamp_formats; CSV adds columns, clicks, conversions; Avro adds truncated,
-readable_records, bytes (and bytes_before_truncation, truncated_at_byte when truncated).
-
-Counting contract, per file:
-  records == seed_records + clean_records + defects.duplicate + sum(defects.malformed.values())
-`late` and `schema_drift` count clean records only. A record is late when its event time is at
-least one day before its file's window_start_ms; seed records and duplicates are never counted
-as late even when their timestamps are older. In the CSV file with the extra `channel` header
-column every clean row counts as schema_drift. A truncated Avro file's counts describe what was
-written before the cut; readable_records is what a reader gets before the damaged block.
-A truncated copy (`copy_of` names the complete file, which lands too) is an upload cut off
-and retried: its records are all duplicates of that file, counted up to the cut.
+See docs/datagen.md for the layout and the manifest's counting contract.
 """
 
 from __future__ import annotations

@@ -20,12 +20,14 @@ from adlake.silver.standardize import (
     MissingColumnError,
     canonical_id,
 )
+from adlake.tables import SILVER_BID_REQUESTS, SILVER_CLICKS, SILVER_IMPRESSIONS
 
 DEDUP_KEY = "_dedup_key"
 
-IMPRESSION_ID = "impression_id"
-CLICK_CONVERSION_ID = "event_id"
-BID_REQUEST_ID = "request_id"
+# Each table's id column is its declared key (adlake.tables): one place for the keys.
+IMPRESSION_ID = SILVER_IMPRESSIONS.keys[0]
+CLICK_CONVERSION_ID = SILVER_CLICKS.keys[0]
+BID_REQUEST_ID = SILVER_BID_REQUESTS.keys[0]
 # Business fields hash a record without an id. They are every field that can tell two real
 # events apart, in canonical form (so a re-delivery in another format still matches), and
 # never a field enriched from a dimension (a creative's campaign, a country code): a

@@ -1,17 +1,6 @@
 """Silver runs: bronze Delta tables -> silver tables, quarantine and ops/batch_audit.
 
-Batch and stream runs share one incremental mechanism: a Delta stream over the bronze table
-with one checkpoint per source (`<checkpoints>/silver/<source>`); a batch run is that stream
-with an available-now trigger. The checkpoint records exactly which bronze versions were
-processed, so any mix of modes, stops and restarts processes every bronze row once. Each
-micro-batch goes through `SilverProcessor.process`. Silver writes are insert-if-absent MERGEs
-on each table's key, bounded to the event dates the batch holds, so a replay after a crash
-stores nothing twice and a batch's cost does not grow with history. The audit row is an
-idempotent append keyed by (query id, batch id). Each MERGE commit is tagged with the writer
-and batch (`deltalog.WriteTag`), so a replay whose MERGEs find every row stored already audits
-the batch with its first attempt's counts, not as all duplicates. Late rows (event time older
-than the newest written event of earlier batches minus `silver.late_after`) are counted,
-never dropped.
+See docs/silver.md for how it works.
 """
 
 from __future__ import annotations
@@ -57,8 +46,6 @@ from adlake.tables import (
 log = logging.getLogger(__name__)
 JOB = SILVER_JOB
 SPECS = SILVER_BY_TARGET
-# Dedup key of each target: its id column, else a hash of the fields that tell events apart.
-ID_AND_BUSINESS = dedup.DEDUP_KEYS
 CREATIVES_CSV_SCHEMA = StructType(
     [StructField(name, StringType(), True) for name in schemas.CREATIVE_COLUMNS]
 )
@@ -184,7 +171,7 @@ class SilverProcessor:
         self, target: str, df: DataFrame, batch_id: int, started: datetime, txn_app: str
     ) -> AuditRow:
         spec = SPECS[target]
-        id_col, business = ID_AND_BUSINESS[target]
+        id_col, business = dedup.DEDUP_KEYS[target]
         valid = F.size(F.col(rules_conf.RULE_COLUMNS[rules_conf.QUARANTINE])) == 0
         # The in-batch duplicate flag is computed once here, so the aggregation counts it and
         # the MERGE source is the unflagged rows: one window, as before, not a second pass.
