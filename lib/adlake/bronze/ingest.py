@@ -53,6 +53,7 @@ from adlake.tables import (
     BRONZE_QUARANTINE,
     COMMITTED,
     INGEST_FILE_LOG,
+    checkpoint_location,
 )
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class BronzeIngestor:
         writer = (
             discovered.writeStream.foreachBatch(per_batch)
             .queryName(f"bronze_{self.source}")
-            .option("checkpointLocation", self.cfg.checkpoint_path(f"bronze/{self.source}"))
+            .option("checkpointLocation", checkpoint_location(self.cfg, "bronze", self.source))
         )
         query: StreamingQuery = with_trigger(writer, trigger).start()
         return query

@@ -41,6 +41,7 @@ from adlake.tables import (
     SILVER_JOB,
     SILVER_QUARANTINE,
     TARGETS_BY_SOURCE,
+    checkpoint_location,
 )
 
 log = logging.getLogger(__name__)
@@ -388,7 +389,7 @@ def start_stream(
     writer = (
         stream.writeStream.foreachBatch(per_batch)
         .queryName(f"silver_{source}")
-        .option("checkpointLocation", cfg.checkpoint_path(f"silver/{source}"))
+        .option("checkpointLocation", checkpoint_location(cfg, "silver", source))
     )
     query: StreamingQuery = with_trigger(writer, trigger).start()
     query_id.append(str(query.id))
