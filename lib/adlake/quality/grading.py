@@ -14,6 +14,8 @@ from decimal import Decimal
 from adlake.config import SOURCES
 from adlake.quality.checks import (
     ALL,
+    CAMPAIGN_ATTRIBUTION_DAILY,
+    CAMPAIGN_DAILY,
     EPOCH,
     EVENT_PROFILE,
     MAD_SCALE,
@@ -48,16 +50,11 @@ from adlake.settings.quality import (
 from adlake.tables import (
     BATCH_AUDIT,
     BRONZE_BY_SOURCE,
-    GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
-    GOLD_CAMPAIGN_DAILY,
     INGEST_FILE_LOG,
     SILVER_BID_REQUESTS,
     SILVER_CLICKS,
     SILVER_IMPRESSIONS,
 )
-
-CAMPAIGN_DAILY = GOLD_CAMPAIGN_DAILY.relative_path
-CAMPAIGN_ATTRIBUTION_DAILY = GOLD_CAMPAIGN_ATTRIBUTION_DAILY.relative_path
 
 log = logging.getLogger(__name__)
 

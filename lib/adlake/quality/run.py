@@ -15,6 +15,8 @@ from adlake import deltalog, storage
 from adlake.config import SOURCES, AppConfig
 from adlake.quality.checks import (
     ALL,
+    CAMPAIGN_ATTRIBUTION_DAILY,
+    CAMPAIGN_DAILY,
     SILVER_EVENT_TABLES,
     SILVER_TARGETS,
     TABLE_MISSING,
@@ -57,17 +59,12 @@ from adlake.tables import (
     BATCH_AUDIT,
     BRONZE_BY_SOURCE,
     DQ_RESULTS,
-    GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
-    GOLD_CAMPAIGN_DAILY,
     INGEST_FILE_LOG,
     SILVER_BID_REQUESTS,
     SILVER_CLICKS,
     SILVER_IMPRESSIONS,
     SILVER_QUARANTINE,
 )
-
-CAMPAIGN_DAILY = GOLD_CAMPAIGN_DAILY.relative_path
-CAMPAIGN_ATTRIBUTION_DAILY = GOLD_CAMPAIGN_ATTRIBUTION_DAILY.relative_path
 
 log = logging.getLogger(__name__)
 
