@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
@@ -174,57 +173,57 @@ class SilverProcessor:
         spec = SPECS[target]
         id_col, business = dedup.DEDUP_KEYS[target]
         valid = F.size(F.col(rules_conf.RULE_COLUMNS[rules_conf.QUARANTINE])) == 0
-        # The in-batch duplicate flag is computed once here, so the aggregation counts it and
-        # the MERGE source is the unflagged rows: one window, as before, not a second pass.
+        # Evaluated once, into an eager local checkpoint that the aggregation and both MERGEs
+        # read: the standardization, rules and in-batch duplicate flag run once, and the
+        # counts describe exactly the rows written. A persist() is not enough: Delta's MERGE
+        # re-plans its source without the cached data and ran the whole standardization a
+        # second time (measured: 29 s more on 1M impressions).
         checked = (
             df.transform(dedup.with_dedup_key(id_col, business))
             .withColumn(id_col, F.col(dedup.DEDUP_KEY))
             .transform(rules.apply_rules(self.cfg.silver.rules, target))
             .transform(record_json_if_rejected(valid))
             .transform(dedup.flag_duplicates_in_batch(among=valid))
-            .persist(StorageLevel.MEMORY_AND_DISK)
+            .localCheckpoint()
         )
-        try:
-            threshold = self._threshold(self._newest_written(target))
-            stats = batch_stats(checked, self.cfg.silver.rules, target, threshold)
-            fail_names = {r.name for r in self.cfg.silver.rules if r.action == rules_conf.FAIL}
-            failed = {k: v for k, v in stats.rule_counts.items() if v and k in fail_names}
-            if failed:
-                raise ValidationFailedError(
-                    f"{target} batch {batch_id}: rows fail rule(s) with action 'fail': {failed}"
-                )
-            good = checked.where(valid & ~F.col(dedup.DUPLICATE_IN_BATCH))
-            # Both MERGEs carry the batch's tag: a replay after a crash (the rows stored, the
-            # batch not recorded as done) gets the counts of the first attempt's commits.
-            tag = deltalog.WriteTag(writer_id(target, txn_app), batch_id)
-            # An empty side skips its MERGE: no scan of the target, no empty commit. Rows
-            # without an event date (possible only when the timestamp rules are turned off)
-            # make the MERGE unbounded, since null is in no partition list.
-            written = (
-                storage.merge_insert_new(
-                    good,
-                    spec,
-                    spec.location(self.cfg),
-                    partition_values=None if stats.undated_rows else stats.event_dates,
-                    tag=tag,
-                )
-                if stats.rows_in > stats.rejected_rows
-                else storage.MergeCounts(0, 0)
+        threshold = self._threshold(self._newest_written(target))
+        stats = batch_stats(checked, self.cfg.silver.rules, target, threshold)
+        fail_names = {r.name for r in self.cfg.silver.rules if r.action == rules_conf.FAIL}
+        failed = {k: v for k, v in stats.rule_counts.items() if v and k in fail_names}
+        if failed:
+            raise ValidationFailedError(
+                f"{target} batch {batch_id}: rows fail rule(s) with action 'fail': {failed}"
             )
-            faults.crash_point(faults.SILVER_AFTER_MERGE)
-            quarantined = (
-                storage.merge_insert_new(
-                    quarantine_rows(checked, target, self.run_id, batch_id, started),
-                    SILVER_QUARANTINE,
-                    SILVER_QUARANTINE.location(self.cfg),
-                    tag=tag,
-                )
-                if stats.rejected_rows
-                else storage.MergeCounts(0, 0)
+        good = checked.where(valid & ~F.col(dedup.DUPLICATE_IN_BATCH))
+        # Both MERGEs carry the batch's tag: a replay after a crash (the rows stored, the
+        # batch not recorded as done) gets the counts of the first attempt's commits.
+        tag = deltalog.WriteTag(writer_id(target, txn_app), batch_id)
+        # An empty side skips its MERGE: no scan of the target, no empty commit. Rows
+        # without an event date (possible only when the timestamp rules are turned off)
+        # make the MERGE unbounded, since null is in no partition list.
+        written = (
+            storage.merge_insert_new(
+                good,
+                spec,
+                spec.location(self.cfg),
+                partition_values=None if stats.undated_rows else stats.event_dates,
+                tag=tag,
             )
-            faults.crash_point(faults.SILVER_AFTER_QUARANTINE)
-        finally:
-            checked.unpersist()
+            if stats.rows_in > stats.rejected_rows
+            else storage.MergeCounts(0, 0)
+        )
+        faults.crash_point(faults.SILVER_AFTER_MERGE)
+        quarantined = (
+            storage.merge_insert_new(
+                quarantine_rows(checked, target, self.run_id, batch_id, started),
+                SILVER_QUARANTINE,
+                SILVER_QUARANTINE.location(self.cfg),
+                tag=tag,
+            )
+            if stats.rejected_rows
+            else storage.MergeCounts(0, 0)
+        )
+        faults.crash_point(faults.SILVER_AFTER_QUARANTINE)
         valid_rows = stats.rows_in - stats.rejected_rows
         row = AuditRow(
             source=target,
