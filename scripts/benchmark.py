@@ -325,20 +325,27 @@ def flat_batches(
 
 
 INCREMENT_SHARE = 0.01
-_SILVER_EVENTS = {"silver/impressions": "impression_id", "silver/clicks": "event_id"}
-_SILVER_EVENTS["silver/conversions"] = "event_id"
+# Each silver table the increment appends to: its id column, and whether it has auction ids.
+_SILVER_EVENTS = {
+    "silver/impressions": ("impression_id", True),
+    "silver/clicks": ("event_id", False),
+    "silver/conversions": ("event_id", False),
+    "silver/bid_requests": ("request_id", True),
+}
 
 
 def append_silver_increment(spark: SparkSession, cfg: AppConfig, share: float) -> int:
     """Append `share` of each silver event table again as new events on its newest day.
 
-    Sampled rows get new ids (`-inc<version>` suffix) and keep their users, campaigns and
-    time of day (returning users, as in a real hourly batch), so gold's increment touches
-    one date and the users in the sample. Plain Delta appends: what silver's insert-only
-    MERGE commits.
+    Sampled rows get new ids (`-inc<n>` suffix, auction ids too: a new impression belongs
+    to a new auction, and its bid requests are new ones) and keep their users, campaigns
+    and time of day (returning users, as in a real hourly batch), so gold's increment
+    touches one date and the users in the sample. Plain Delta appends: what silver's
+    insert-only MERGE commits.
     """
     total = 0
-    for relative, id_col in _SILVER_EVENTS.items():
+    suffix = f"-inc{time.time_ns()}"  # unique per increment: a second run repeats no id
+    for relative, (id_col, has_auction) in _SILVER_EVENTS.items():
         location = cfg.table_path(relative)
         table = spark.read.format("delta").load(location)
         newest = table.agg(F.max("event_date")).first()
@@ -347,10 +354,12 @@ def append_silver_increment(spark: SparkSession, cfg: AppConfig, share: float) -
         day = F.lit(newest[0])
         sample = table.sample(fraction=share, seed=7)
         before = deltalog.latest_version(spark, location)
+        renamed = {id_col: F.concat(F.col(id_col), F.lit(suffix))}
+        if has_auction:
+            renamed["auction_id"] = F.concat(F.col("auction_id"), F.lit(suffix))
         moved = sample.withColumns(
             {
-                # Unique per increment, so a second benchmark run never repeats an id.
-                id_col: F.concat(F.col(id_col), F.lit(f"-inc{before}")),
+                **renamed,
                 "event_ts": F.timestamp_add(
                     "DAY", F.date_diff(day, F.col("event_date")), F.col("event_ts")
                 ),
