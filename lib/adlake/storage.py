@@ -258,8 +258,8 @@ def merge_insert_new(
         inserted = retry_on_conflict(merge, f"merge {spec.name}")
     else:
         # The commit's userMetadata: a session setting (a MERGE takes no write option), set on
-        # the source's session only for this call; a stream's batches have a session of their
-        # own, and the silver processor runs one write at a time.
+        # the source's session only for this call; each stream query has a session of its
+        # own (sources run side by side) and runs one batch, so one write, at a time.
         conf = spark.conf
         previous = conf.get(_USER_METADATA_CONF, None)
         conf.set(_USER_METADATA_CONF, tag.user_metadata())

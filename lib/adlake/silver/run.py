@@ -65,7 +65,10 @@ class SilverProcessor:
         self.run_id = str(uuid.uuid4())
         self.tz = cfg.silver.source_timezone
         self.audit_rows: list[AuditRow] = []
+        # Sources' micro-batches run side by side (one stream query each): this lock guards
+        # the shared dimensions' first load and the audit list, the other one the quarantine.
         self._lock = threading.Lock()
+        self._quarantine_lock = threading.Lock()
         self._creatives: DataFrame | None = None
         self._countries: DataFrame | None = None
         # Newest event time written per target (None: nothing yet); read once from the audit.
@@ -128,19 +131,18 @@ class SilverProcessor:
         with self._lock:
             if self._creatives is None or self._countries is None:
                 self.refresh_creatives()
-            assert self._creatives is not None and self._countries is not None
-            started = clock.utc_now()
-            prepared = self._standardize(source, with_raw_record(bronze_rows))
-            rows: list[AuditRow] = []
-            for target, df in prepared:
-                rows.append(
-                    self._write_target(target, df, batch_id, started, txn_app or self.run_id)
-                )
+        assert self._creatives is not None and self._countries is not None
+        started = clock.utc_now()
+        prepared = self._standardize(source, with_raw_record(bronze_rows))
+        rows: list[AuditRow] = []
+        for target, df in prepared:
+            rows.append(self._write_target(target, df, batch_id, started, txn_app or self.run_id))
+        with self._lock:
             self.audit_rows.extend(rows)
-            known = [self._threshold(self._newest.get(t)) for t in TARGETS_BY_SOURCE[source]]
-            present = [t for t in known if t is not None]
-            metrics.record_watermark(f"silver_{source}", min(present) if present else None)
-            return rows
+        known = [self._threshold(self._newest.get(t)) for t in TARGETS_BY_SOURCE[source]]
+        present = [t for t in known if t is not None]
+        metrics.record_watermark(f"silver_{source}", min(present) if present else None)
+        return rows
 
     def _standardize(self, source: str, bronze_rows: DataFrame) -> list[tuple[str, DataFrame]]:
         assert self._creatives is not None and self._countries is not None
@@ -213,16 +215,18 @@ class SilverProcessor:
             else storage.MergeCounts(0, 0)
         )
         faults.crash_point(faults.SILVER_AFTER_MERGE)
-        quarantined = (
-            storage.merge_insert_new(
-                quarantine_rows(checked, target, self.run_id, batch_id, started),
-                SILVER_QUARANTINE,
-                SILVER_QUARANTINE.location(self.cfg),
-                tag=tag,
-            )
-            if stats.rejected_rows
-            else storage.MergeCounts(0, 0)
-        )
+        if stats.rejected_rows:
+            # Sources share the quarantine table: one MERGE into it at a time, since two
+            # concurrent MERGEs conflict (each read what the other appended).
+            with self._quarantine_lock:
+                quarantined = storage.merge_insert_new(
+                    quarantine_rows(checked, target, self.run_id, batch_id, started),
+                    SILVER_QUARANTINE,
+                    SILVER_QUARANTINE.location(self.cfg),
+                    tag=tag,
+                )
+        else:
+            quarantined = storage.MergeCounts(0, 0)
         faults.crash_point(faults.SILVER_AFTER_QUARANTINE)
         valid_rows = stats.rows_in - stats.rejected_rows
         row = AuditRow(
@@ -403,14 +407,18 @@ def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> li
     of the micro-batches it ran (none when bronze holds nothing new).
     """
     processor = SilverProcessor(spark, cfg, "batch")
-    for source in sources:
+    order = list(sources)
+    queries = []
+    for source in order:
         bronze_path = BRONZE_BY_SOURCE[source].location(cfg)
         if not deltalog.is_table(spark, bronze_path):
             log.warning("silver %s: no bronze table at %s yet", source, bronze_path)
             continue
-        query = start_stream(processor, source, "available-now", rate_limited=False)
-        wait_for_queries([query], threading.Event(), cfg.stream.stop_timeout_seconds)
-    return processor.audit_rows
+        queries.append(start_stream(processor, source, "available-now", rate_limited=False))
+    # Side by side, as streams run: a small batch is mostly fixed cost, which overlaps.
+    wait_for_queries(queries, threading.Event(), cfg.stream.stop_timeout_seconds)
+    targets = [t for source in order for t in TARGETS_BY_SOURCE[source]]
+    return sorted(processor.audit_rows, key=lambda r: (targets.index(r.source), r.batch_id))
 
 
 def run_streams(spark: SparkSession, cfg: AppConfig, sources: Iterable[str], trigger: str) -> None:
