@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -500,15 +501,24 @@ def streaming(spark: SparkSession, workdir: Path, files: int, rows: int) -> dict
     seen: dict[str, float] = {}
     silver_path = cfg.table_path("silver/impressions")
     deadline = started + files * 5 + 180
+    # The observer must not load the 2 cores it measures: it reads silver's commit files
+    # (no Spark job) and the `_source_file` column of each new data file with pyarrow,
+    # instead of a Spark query over the whole table every second.
+    version_seen = 0  # version 0 creates the table
     try:
         while len(seen) < files and time.time() < deadline:
             time.sleep(1)
-            if not deltalog.is_table(spark, silver_path):
+            latest = deltalog.latest_version(spark, silver_path)
+            if latest is None or latest <= version_seen:
                 continue
-            done = spark.read.format("delta").load(silver_path).select("_source_file").distinct()
+            added = deltalog.appended_files(spark, silver_path, version_seen, latest) or []
             now = time.time()
-            for r in done.collect():
-                seen.setdefault(r[0], now)
+            for f in added:
+                local = f.path.removeprefix("file:")
+                column = pq.read_table(local, columns=["_source_file"]).column(0)
+                for source_file in column.unique().to_pylist():
+                    seen.setdefault(source_file, now)
+            version_seen = latest
     finally:
         lander.join()
         for q in queries:
