@@ -18,6 +18,7 @@ from adlake import deltalog, storage
 from adlake.config import AppConfig
 from adlake.gold.run import build_gold
 from adlake.tables import (
+    GOLD_CONVERSION_ATTRIBUTION,
     GOLD_STATE_TABLES,
     GOLD_TABLES,
     SILVER_BID_REQUESTS,
@@ -163,14 +164,41 @@ def _assert_declared_schemas(spark: SparkSession, cfg: AppConfig) -> None:
         assert fields(built) == fields(spec.schema), spec.name
 
 
+def _cross_campaign_click(website: str, hour: int) -> dict:
+    """u3's click on creative c0 booked to campaign k-other (not c0's campaign k0), a
+    conversion of that campaign an hour after it, and an impression of c0 in k0 at `hour`
+    on day 10, which serves the click its website."""
+    day = START + timedelta(days=10)
+    rows: dict[TableSpec, list[tuple[Any, ...]]] = {spec: [] for spec in EVENT_TABLES}
+    rows[SILVER_IMPRESSIONS].append(
+        _row(SILVER_IMPRESSIONS, impression_id=f"x-imp-{hour}", event_ts=day + timedelta(hours=hour),
+             user_id="u3", creative_id="c0", campaign_id="k0", website=website,
+             auction_id=f"x-a-{hour}", cost=Decimal("1.00"))
+    )  # fmt: skip
+    if hour == 9:  # the first batch: the click and its conversion
+        rows[SILVER_CLICKS].append(
+            _row(SILVER_CLICKS, event_id="x-click", event_ts=day + timedelta(hours=12),
+                 user_id="u3", campaign_id="k-other", creative_id="c0", conversion_type="click")
+        )  # fmt: skip
+        rows[SILVER_CONVERSIONS].append(
+            _row(SILVER_CONVERSIONS, event_id="x-conv", event_ts=day + timedelta(hours=13),
+                 user_id="u3", campaign_id="k-other", conversion_type="purchase",
+                 revenue=Decimal("50.00"))
+        )  # fmt: skip
+    return rows
+
+
 def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Path) -> None:
-    """An increment (new and known users, a late impression and conversion) gives the
+    """An increment (new and known users, a late impression and conversion, and an
+    impression that changes the website of a click booked to another campaign) gives the
     tables a full rebuild gives; both builds write the declared schemas. (One lakehouse
     for both checks: a gold build on a tiny lakehouse costs ~10 s of fixed Spark jobs.)"""
     inc = config_for(tmp_path / "inc")
     full = config_for(tmp_path / "full")
     _creatives(spark, inc)
     batch_a = _events(1, 0, 20, USERS[:12], 400)
+    for spec, rows in _cross_campaign_click("a.com", 9).items():
+        batch_a[spec] += rows
     _append(spark, inc, batch_a)
     build_gold(spark, inc)
     _assert_declared_schemas(spark, inc)  # the first build is a full one
@@ -179,8 +207,9 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
     # B: a few recent days, new and known users, plus one late impression and conversion.
     batch_b = _events(2, 19, 22, [*USERS[8:], "u-new"], 40)
     late = _events(3, 2, 2, USERS[:3], 3)
+    served = _cross_campaign_click("z.com", 11)  # now the latest impression before the click
     for spec in EVENT_TABLES:
-        batch_b[spec] += late[spec]
+        batch_b[spec] += late[spec] + served[spec]
     _append(spark, inc, batch_b)
     build_gold(spark, inc)
     after = {s.name: deltalog.table_version(spark, s.location(inc)) for s in GOLD_TABLES}
@@ -191,6 +220,10 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
         shutil.copytree(spec.location(inc), full.table_path(spec.relative_path))
     build_gold(spark, full, full=True)
     _assert_tables_equal(spark, inc, full)
+    click = storage.read_table(spark, GOLD_CONVERSION_ATTRIBUTION.location(inc)).where(
+        "touch_id = 'x-click' AND model = 'last_touch'"
+    )
+    assert [r["website"] for r in click.collect()] == ["z.com"]
 
 
 @pytest.mark.parametrize("compacted", ["appended files", "recorded version"])

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from adlake import deltalog
+from adlake.gold.touches import fill_campaign
 from adlake.tables import (
     GOLD_BID_FUNNEL_DAILY,
     SILVER_BID_REQUESTS,
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 # The silver tables attribution and campaign_daily follow by their appended rows.
 EVENT_SOURCES = (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS)
 _FUNNEL_INPUTS = (SILVER_BID_REQUESTS, SILVER_IMPRESSIONS)
-_USER_SCHEMA = StructType([StructField("user_id", StringType(), True)])
 _AUCTION_SCHEMA = StructType([StructField("auction_id", StringType(), True)])
 _COUNT_KEYS = ("from_kind", "from_channel", "to_kind", "to_channel")
 
@@ -177,14 +177,111 @@ def date_in(column: str, dates: Sequence[date | None]) -> Column:
     return condition | F.col(column).isNull() if None in dates else condition
 
 
-def users_of(spark: SparkSession, appended: Mapping[str, list[deltalog.AddedFile]]) -> DataFrame:
-    """Distinct user_id (null included) of the appended files, cached: a small set."""
-    paths = [f.path for files in appended.values() for f in files]
-    if not paths:
-        return spark.createDataFrame([], _USER_SCHEMA)
-    users = spark.read.schema(_USER_SCHEMA).parquet(*paths).distinct().cache()
-    log.info("gold: %d appended files of %d users", len(paths), users.count())
-    return users
+_PAIR_SCHEMA = StructType(
+    [StructField(name, StringType(), True) for name in ("user_id", "campaign_id", "creative_id")]
+)
+
+
+def pairs_of(
+    spark: SparkSession,
+    appended: Mapping[str, list[deltalog.AddedFile]],
+    clicks: DataFrame,
+    creatives: DataFrame,
+) -> DataFrame:
+    """Distinct (user_id, campaign_id) whose attribution the appended rows can change, cached.
+
+    Conversions are eligible only for touches of their own user and campaign, and Markov
+    paths are per conversion or per (user, campaign), so a pair's credits and paths depend
+    on its own rows only, with one exception: a click's website is that of the latest
+    impression of its user and creative, whatever that impression's campaign. The pairs are
+    those of the appended impressions and clicks (campaign filled from the creative, as
+    touches have it) and conversions, plus those of every click (in `clicks`, the current
+    silver version) sharing user and creative with an appended impression. Null user or
+    campaign is a value of its own here, as in the paths.
+    """
+
+    def appended_rows(spec: TableSpec) -> DataFrame:
+        paths = [f.path for f in appended.get(spec.relative_path, [])]
+        if not paths:
+            return spark.createDataFrame([], _PAIR_SCHEMA)
+        return spark.read.schema(_PAIR_SCHEMA).parquet(*paths)
+
+    new_impressions = appended_rows(SILVER_IMPRESSIONS)
+    served = (
+        new_impressions.where(F.col("creative_id").isNotNull())
+        .select(F.col("user_id").alias("_s_user"), F.col("creative_id").alias("_s_creative"))
+        .distinct()
+    )
+    clicks_served = clicks.select(*_PAIR_SCHEMA.fieldNames()).join(
+        F.broadcast(served),
+        F.col("user_id").eqNullSafe(F.col("_s_user"))
+        & (F.col("creative_id") == F.col("_s_creative")),
+        "left_semi",
+    )
+    touched = fill_campaign(
+        new_impressions.unionByName(appended_rows(SILVER_CLICKS)).unionByName(clicks_served),
+        creatives,
+    )
+    pairs = (
+        touched.select("user_id", "campaign_id")
+        .unionByName(appended_rows(SILVER_CONVERSIONS).select("user_id", "campaign_id"))
+        .distinct()
+        .cache()
+    )
+    log.info(
+        "gold: %d appended files touch %d (user, campaign) pairs",
+        sum(len(files) for files in appended.values()),
+        pairs.count(),
+    )
+    return pairs
+
+
+def of_pairs(df: DataFrame, pairs: DataFrame, *, keep: bool = True) -> DataFrame:
+    """Rows of `df` whose (user_id, campaign_id) (null-safe) is (keep) or is not in `pairs`."""
+    other = pairs.select(
+        F.col("user_id").alias("_inc_user"), F.col("campaign_id").alias("_inc_campaign")
+    )
+    return df.join(
+        F.broadcast(other),
+        F.col("user_id").eqNullSafe(F.col("_inc_user"))
+        & F.col("campaign_id").eqNullSafe(F.col("_inc_campaign")),
+        "left_semi" if keep else "left_anti",
+    )
+
+
+def pair_or_served(impressions: DataFrame, pairs: DataFrame, clicks: DataFrame) -> DataFrame:
+    """Impressions (campaign filled) of a pair in `pairs`, or of the user and creative of a
+    click in `clicks`: all that touches of those pairs need (a click's website comes from
+    the latest impression of its user and creative, whatever that impression's campaign)."""
+    marks = {
+        "_pair": pairs.select(
+            F.col("user_id").alias("_p_user"),
+            F.col("campaign_id").alias("_p_campaign"),
+            F.lit(True).alias("_pair"),
+        ),
+        "_served": clicks.where(F.col("creative_id").isNotNull())
+        .select(
+            F.col("user_id").alias("_c_user"),
+            F.col("creative_id").alias("_c_creative"),
+            F.lit(True).alias("_served"),
+        )
+        .distinct(),
+    }
+    c = F.col
+    return (
+        impressions.join(
+            F.broadcast(marks["_pair"]),
+            c("user_id").eqNullSafe(c("_p_user")) & c("campaign_id").eqNullSafe(c("_p_campaign")),
+            "left",
+        )
+        .join(
+            F.broadcast(marks["_served"]),
+            c("user_id").eqNullSafe(c("_c_user")) & (c("creative_id") == c("_c_creative")),
+            "left",
+        )
+        .where(c("_pair").isNotNull() | c("_served").isNotNull())
+        .select(*impressions.columns)
+    )
 
 
 def of_users(df: DataFrame, users: DataFrame, *, keep: bool = True) -> DataFrame:

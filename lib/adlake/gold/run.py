@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,7 +33,7 @@ from adlake.gold.markov import (
     markov_transition_counts,
 )
 from adlake.gold.models import attribute_conversions
-from adlake.gold.touches import UNATTRIBUTED, build_touches, utc_date
+from adlake.gold.touches import UNATTRIBUTED, build_touches, fill_campaign, utc_date
 from adlake.settings.gold import MARKOV
 from adlake.tables import (
     GOLD_BID_FUNNEL_DAILY,
@@ -101,9 +102,9 @@ def build_gold(
     impressions, clicks = silver(SILVER_IMPRESSIONS), silver(SILVER_CLICKS)
     conversions, creatives = silver(SILVER_CONVERSIONS), silver(SILVER_CREATIVES)
     params = cfg.attribution
-    written: dict[str, int] = {}
     silver_inputs = (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS, SILVER_CREATIVES)
-    if tables in ("attribution", "all"):
+
+    def attribution(written: dict[str, int]) -> None:
         stamp = fingerprint(silver_inputs, repr(params))
         if _unchanged(spark, cfg, GOLD_CONVERSION_ATTRIBUTION, stamp, written):
             log.info("gold attribution: silver unchanged since the last run, skipped")
@@ -113,12 +114,14 @@ def build_gold(
             appended = None if since is None else inc.appended_since(spark, cfg, since, pinned)
             incremental = since is not None and appended is not None
             if since is not None and appended is not None:
-                users = inc.users_of(spark, appended)
+                pairs = inc.pairs_of(spark, appended, clicks, creatives)
+                # Their users: silver is narrowed to them first (a cheap broadcast semi-join).
+                users = pairs.select("user_id").distinct().cache()
                 # impressions, clicks, conversions at the versions gold last read
                 before = [silver(s, since[s.relative_path]) for s in inc.EVENT_SOURCES]
                 try:
                     _attribution_incremental(
-                        spark, cfg, stamp, users,
+                        spark, cfg, stamp, users, pairs,
                         new=(impressions, clicks, conversions),
                         old=(before[0], before[1], before[2]),
                         creatives=creatives, written=written,
@@ -145,34 +148,61 @@ def build_gold(
                 storage.read_table(spark, GOLD_CONVERSION_ATTRIBUTION.location(cfg))
             )
             _replace(by_day, GOLD_CAMPAIGN_ATTRIBUTION_DAILY, cfg, by_day_stamp, written)
-    if tables in ("aggregates", "all"):
+
+    def daily(written: dict[str, int]) -> None:
         stamp = fingerprint(silver_inputs)
-        daily_spec = GOLD_CAMPAIGN_DAILY
-        if not _unchanged(spark, cfg, daily_spec, stamp, written):
-            since = None if full else inc.built_from(spark, cfg, (daily_spec,), stamp, pinned)
-            appended = None if since is None else inc.appended_since(spark, cfg, since, pinned)
-            if since is None or appended is None:
-                daily = campaign_daily(impressions, clicks, conversions, creatives)
-                _replace(daily, daily_spec, cfg, stamp, written)
-            else:
-                dates = inc.dates_of(appended)
+        spec = GOLD_CAMPAIGN_DAILY
+        if _unchanged(spark, cfg, spec, stamp, written):
+            return
+        since = None if full else inc.built_from(spark, cfg, (spec,), stamp, pinned)
+        appended = None if since is None else inc.appended_since(spark, cfg, since, pinned)
+        if since is None or appended is None:
+            table = campaign_daily(impressions, clicks, conversions, creatives)
+            _replace(table, spec, cfg, stamp, written)
+            return
+        dates = inc.dates_of(appended)
 
-                def on(df: DataFrame) -> DataFrame:
-                    return df.where(inc.date_in("event_date", dates))
+        def on(df: DataFrame) -> DataFrame:
+            return df.where(inc.date_in("event_date", dates))
 
-                daily = campaign_daily(on(impressions), on(clicks), on(conversions), creatives)
-                _replace_dates(daily, daily_spec, cfg, dates, stamp, written)
+        table = campaign_daily(on(impressions), on(clicks), on(conversions), creatives)
+        _replace_dates(table, spec, cfg, dates, stamp, written)
+
+    def funnel(written: dict[str, int]) -> None:
         stamp = fingerprint((SILVER_BID_REQUESTS, SILVER_IMPRESSIONS))
-        if not _unchanged(spark, cfg, GOLD_BID_FUNNEL_DAILY, stamp, written):
-            bids = silver(SILVER_BID_REQUESTS)
-            funnel_dates = None if full else inc.funnel_dates(spark, cfg, stamp, pinned, bids)
-            if funnel_dates is None:
-                funnel = bid_funnel_daily(bids, impressions)
-                _replace(funnel, GOLD_BID_FUNNEL_DAILY, cfg, stamp, written)
-            else:
-                funnel = bid_funnel_for_dates(bids, impressions, funnel_dates)
-                _replace_dates(funnel, GOLD_BID_FUNNEL_DAILY, cfg, funnel_dates, stamp, written)
-    return written
+        if _unchanged(spark, cfg, GOLD_BID_FUNNEL_DAILY, stamp, written):
+            return
+        bids = silver(SILVER_BID_REQUESTS)
+        funnel_dates = None if full else inc.funnel_dates(spark, cfg, stamp, pinned, bids)
+        if funnel_dates is None:
+            table = bid_funnel_daily(bids, impressions)
+            _replace(table, GOLD_BID_FUNNEL_DAILY, cfg, stamp, written)
+        else:
+            table = bid_funnel_for_dates(bids, impressions, funnel_dates)
+            _replace_dates(table, GOLD_BID_FUNNEL_DAILY, cfg, funnel_dates, stamp, written)
+
+    builds: list[Callable[[dict[str, int]], None]] = []
+    if tables in ("attribution", "all"):
+        builds.append(attribution)
+    if tables in ("aggregates", "all"):
+        builds += [daily, funnel]
+    return _side_by_side(builds)
+
+
+def _side_by_side(builds: Sequence[Callable[[dict[str, int]], None]]) -> dict[str, int]:
+    """Run independent table builds in one thread each; their row counts in `builds` order.
+
+    The builds write different tables and share only read-only inputs. A gold build is
+    mostly small Spark jobs, Delta commits and driver work (the Markov solve), each leaving
+    cores idle that another build's jobs then use. Every build runs to its end even when
+    another fails; the first failure is raised after all have finished.
+    """
+    outputs: list[dict[str, int]] = [{} for _ in builds]
+    with ThreadPoolExecutor(max(1, len(builds)), thread_name_prefix="adlake-gold") as pool:
+        futures = [pool.submit(build, out) for build, out in zip(builds, outputs, strict=True)]
+    for future in futures:
+        future.result()
+    return {table: rows for out in outputs for table, rows in out.items()}
 
 
 # ---------------------------------------------------------------------------- attribution
@@ -205,17 +235,33 @@ def _attribution_incremental(
     cfg: AppConfig,
     stamp: str,
     users: DataFrame,
+    pairs: DataFrame,
     new: tuple[DataFrame, DataFrame, DataFrame],
     old: tuple[DataFrame, DataFrame, DataFrame],
     creatives: DataFrame,
     written: dict[str, int],
 ) -> None:
-    """Recompute the appended rows' users and restate everyone's markov credits (docs/gold.md)."""
+    """Recompute the (user, campaign) pairs the appended rows touch and restate everyone's
+    markov credits (docs/gold.md).
+
+    Silver is read for the pairs' users only (a broadcast semi-join on user_id); touches are
+    built from the pairs' clicks and impressions plus the impressions that serve those
+    clicks their website (same user and creative, any campaign), and only the pairs'
+    touches and conversions go on to the paths and models.
+    """
     params = cfg.attribution
-    impressions, clicks, conversions = (inc.of_users(df, users) for df in new)
-    touches = build_touches(impressions, clicks, creatives).cache()
-    old_touches = build_touches(inc.of_users(old[0], users), inc.of_users(old[1], users), creatives)
-    old_conversions = inc.of_users(old[2], users)
+
+    def touches_of(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
+        pair_clicks = inc.of_pairs(fill_campaign(inc.of_users(clicks, users), creatives), pairs)
+        serving = inc.pair_or_served(
+            fill_campaign(inc.of_users(impressions, users), creatives), pairs, pair_clicks
+        )
+        return inc.of_pairs(build_touches(serving, pair_clicks, creatives), pairs)
+
+    touches = touches_of(new[0], new[1]).cache()
+    conversions = inc.of_pairs(inc.of_users(new[2], users), pairs)
+    old_touches = touches_of(old[0], old[1])
+    old_conversions = inc.of_pairs(inc.of_users(old[2], users), pairs)
     counts = inc.updated_counts(
         storage.read_table(spark, GOLD_MARKOV_TRANSITIONS.location(cfg)),
         added=markov_transition_counts(touches, conversions, params),
@@ -224,11 +270,11 @@ def _attribution_incremental(
     weights = _write_counts(spark, cfg, counts, stamp)
 
     existing = storage.read_table(spark, GOLD_CONVERSION_ATTRIBUTION.location(cfg))
-    kept = inc.of_users(existing, users, keep=False).where(
+    kept = inc.of_pairs(existing, pairs, keep=False).where(
         (F.col("model") != MARKOV) | F.col("touch_type").eqNullSafe(F.lit(UNATTRIBUTED))
     )
-    other_channels = inc.of_users(
-        storage.read_table(spark, GOLD_CONVERSION_CHANNELS.location(cfg)), users, keep=False
+    other_channels = inc.of_pairs(
+        storage.read_table(spark, GOLD_CONVERSION_CHANNELS.location(cfg)), pairs, keep=False
     )
     fresh = attribute_conversions(conversions, touches, params, markov_weights=weights).withColumn(
         "event_date", utc_date(F.col("conversion_ts"))
@@ -245,6 +291,7 @@ def _attribution_incremental(
     _replace(restated, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
     touches.unpersist()
     users.unpersist()
+    pairs.unpersist()
 
 
 def _write_counts(spark: SparkSession, cfg: AppConfig, counts: DataFrame, stamp: str) -> DataFrame:
