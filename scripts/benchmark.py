@@ -511,7 +511,12 @@ def streaming(spark: SparkSession, workdir: Path, files: int, rows: int) -> dict
             latest = deltalog.latest_version(spark, silver_path)
             if latest is None or latest <= version_seen:
                 continue
-            added = deltalog.appended_files(spark, silver_path, version_seen, latest) or []
+            added = deltalog.appended_files(spark, silver_path, version_seen, latest)
+            if added is None:  # e.g. an OPTIMIZE: its files would be taken for new rows
+                raise RuntimeError(
+                    f"silver changed other than by appends during the stream benchmark "
+                    f"(versions {version_seen + 1}-{latest})"
+                )
             now = time.time()
             for f in added:
                 local = f.path.removeprefix("file:")

@@ -228,11 +228,8 @@ def pairs_of(
         .distinct()
         .cache()
     )
-    log.info(
-        "gold: %d appended files touch %d (user, campaign) pairs",
-        sum(len(files) for files in appended.values()),
-        pairs.count(),
-    )
+    log.info("gold: recomputing the (user, campaign) pairs of %d appended files",
+             sum(len(files) for files in appended.values()))  # fmt: skip
     return pairs
 
 

@@ -115,13 +115,11 @@ def build_gold(
             incremental = since is not None and appended is not None
             if since is not None and appended is not None:
                 pairs = inc.pairs_of(spark, appended, clicks, creatives)
-                # Their users: silver is narrowed to them first (a cheap broadcast semi-join).
-                users = pairs.select("user_id").distinct().cache()
                 # impressions, clicks, conversions at the versions gold last read
                 before = [silver(s, since[s.relative_path]) for s in inc.EVENT_SOURCES]
                 try:
                     _attribution_incremental(
-                        spark, cfg, stamp, users, pairs,
+                        spark, cfg, stamp, pairs,
                         new=(impressions, clicks, conversions),
                         old=(before[0], before[1], before[2]),
                         creatives=creatives, written=written,
@@ -234,7 +232,6 @@ def _attribution_incremental(
     spark: SparkSession,
     cfg: AppConfig,
     stamp: str,
-    users: DataFrame,
     pairs: DataFrame,
     new: tuple[DataFrame, DataFrame, DataFrame],
     old: tuple[DataFrame, DataFrame, DataFrame],
@@ -250,6 +247,9 @@ def _attribution_incremental(
     touches and conversions go on to the paths and models.
     """
     params = cfg.attribution
+    # The pairs' users: silver is narrowed to them first (a cheap broadcast semi-join on one
+    # column) before the campaign fill and the pair joins.
+    users = pairs.select("user_id").distinct().cache()
 
     def touches_of(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
         pair_clicks = inc.of_pairs(fill_campaign(inc.of_users(clicks, users), creatives), pairs)
@@ -259,9 +259,9 @@ def _attribution_incremental(
         return inc.of_pairs(build_touches(serving, pair_clicks, creatives), pairs)
 
     touches = touches_of(new[0], new[1]).cache()
-    conversions = inc.of_pairs(inc.of_users(new[2], users), pairs)
+    conversions = inc.of_pairs(new[2], pairs)
     old_touches = touches_of(old[0], old[1])
-    old_conversions = inc.of_pairs(inc.of_users(old[2], users), pairs)
+    old_conversions = inc.of_pairs(old[2], pairs)
     counts = inc.updated_counts(
         storage.read_table(spark, GOLD_MARKOV_TRANSITIONS.location(cfg)),
         added=markov_transition_counts(touches, conversions, params),
