@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
 
-from adlake import metrics
 from adlake.bronze import ingest as bronze_ingest
 from adlake.cli import base_parser, exit_with, run_job
 from adlake.config import SOURCES, AppConfig
-from adlake.gold.aggregates import format_top_campaigns, top_campaigns_by_roas
 from adlake.gold.run import build_gold
 from adlake.lease import holding
-from adlake.ops.summary import format_counts, format_quarantine, quarantine_counts, table_counts
-from adlake.quality import run as quality
+from adlake.ops.summary import closing_reports
 from adlake.session import build_spark
 from adlake.silver import run as silver_run
 
@@ -54,20 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         if "gold" in stages:
             with holding(spark, cfg, "gold"):
                 build_gold(spark, cfg)
-            print("\nTop campaigns by ROAS (attributed conversions: last touch / linear)")
-            print(format_top_campaigns(top_campaigns_by_roas(spark, cfg)))
-        if "quality" in stages:
-            run_ts = datetime.now(timezone.utc)
-            results = quality.monitor_once(spark, cfg, now=run_ts)
-            metrics.record_dq(results, run_ts)
-            print("\nData-quality checks (ops/dq_results)")
-            print(quality.format_results(results))
-        print("\nAdLake tables (" + cfg.paths.lakehouse + ")")
-        print(format_counts(table_counts(spark, cfg)))
-        print(
-            "\nQuarantined rows (kept with their reason; see bronze.quarantine, silver.quarantine)"
-        )
-        print(format_quarantine(quarantine_counts(spark, cfg)))
+        for title, report in closing_reports(spark, cfg, stages):
+            print(f"\n{title}")
+            print(report)
 
     return run_job("run_pipeline", args, body)
 

@@ -29,6 +29,7 @@ from pyspark.sql.types import (
 
 from adlake import storage
 from adlake.config import AppConfig, ConfigError
+from adlake.ops.summary import closing_reports
 from adlake.quality.checks import EVENT_PROFILE, CheckResult, Measure
 from adlake.quality.grading import (
     evaluated_period,
@@ -576,6 +577,26 @@ def test_missing_tables_warn_without_failing(spark: SparkSession, tmp_path: Path
     )
     assert by_key[("clicks_without_impression_ratio", "silver/clicks", "all")] == "table missing"
     assert by_key[("spend_gold_vs_silver", "gold/campaign_daily", "all")] == "table missing"
+
+
+def test_closing_reports_count_the_dq_rows_of_their_own_quality_run(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The pipeline's closing reports run side by side, yet the table summary counts
+    ops/dq_results after the quality run has appended its rows."""
+    cfg = config_for(tmp_path)
+    reports = closing_reports(spark, cfg, ["quality"])
+    assert [title.split(" (")[0] for title, _ in reports] == [
+        "Data-quality checks",
+        "AdLake tables",
+        "Quarantined rows",
+    ]
+    checks, tables, quarantined = (text for _, text in reports)
+    assert len(checks.splitlines()) == 1 + 33  # header + every check of an empty lakehouse
+    counted = {line.split()[0]: line.split()[1] for line in tables.splitlines()[1:]}
+    assert counted["ops.dq_results"] == "33"
+    assert {name: rows for name, rows in counted.items() if rows != "-"} == {"ops.dq_results": "33"}
+    assert quarantined == "nothing quarantined"
 
 
 def _job() -> ModuleType:
