@@ -250,29 +250,29 @@ def pair_or_served(impressions: DataFrame, pairs: DataFrame, clicks: DataFrame) 
     """Impressions (campaign filled) of a pair in `pairs`, or of the user and creative of a
     click in `clicks`: all that touches of those pairs need (a click's website comes from
     the latest impression of its user and creative, whatever that impression's campaign)."""
-    marks = {
-        "_pair": pairs.select(
-            F.col("user_id").alias("_p_user"),
-            F.col("campaign_id").alias("_p_campaign"),
-            F.lit(True).alias("_pair"),
-        ),
-        "_served": clicks.where(F.col("creative_id").isNotNull())
+    in_pairs = pairs.select(
+        F.col("user_id").alias("_p_user"),
+        F.col("campaign_id").alias("_p_campaign"),
+        F.lit(True).alias("_pair"),
+    )
+    serving = (
+        clicks.where(F.col("creative_id").isNotNull())
         .select(
             F.col("user_id").alias("_c_user"),
             F.col("creative_id").alias("_c_creative"),
             F.lit(True).alias("_served"),
         )
-        .distinct(),
-    }
+        .distinct()
+    )
     c = F.col
     return (
         impressions.join(
-            F.broadcast(marks["_pair"]),
+            F.broadcast(in_pairs),
             c("user_id").eqNullSafe(c("_p_user")) & c("campaign_id").eqNullSafe(c("_p_campaign")),
             "left",
         )
         .join(
-            F.broadcast(marks["_served"]),
+            F.broadcast(serving),
             c("user_id").eqNullSafe(c("_c_user")) & (c("creative_id") == c("_c_creative")),
             "left",
         )
