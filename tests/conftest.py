@@ -25,6 +25,17 @@ TEST_SPARK_CONF = {
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
 }
 
+# Interpreted expressions instead of generated code. The suite's DataFrames are a few rows,
+# so code generation is nearly all of a task's work: every task of a new plan generates its
+# projections' and predicates' Java source and compiles it (a JFR profile of a gold test put
+# ~40 % of the executor threads' samples there). `factoryMode` is Spark's switch for its own
+# tests (internal, never set in conf/). Spark computes the same values either way;
+# tests/test_demo.py keeps code generation on, as the README's demo and the benchmark run.
+NO_CODEGEN_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+
 
 def base_config_dict() -> dict[str, Any]:
     """The embedded default config as a mutable dict."""
@@ -32,15 +43,18 @@ def base_config_dict() -> dict[str, Any]:
     return copy.deepcopy(data)
 
 
-def config_dict_for(root: Path, **overrides: Any) -> dict[str, Any]:
-    """conf/local.yaml as a dict with every path under `root` and dotted-key overrides applied."""
+def config_dict_for(root: Path, *, codegen: bool = False, **overrides: Any) -> dict[str, Any]:
+    """conf/local.yaml as a dict with every path under `root` and dotted-key overrides applied.
+
+    `codegen`: keep Spark's code generation on (NO_CODEGEN_CONF is applied otherwise).
+    """
     data = base_config_dict()
     data["paths"] = {
         "landing": str(root / "landing"),
         "lakehouse": str(root / "lakehouse"),
         "checkpoints": str(root / "checkpoints"),
     }
-    data["spark"]["conf"].update(TEST_SPARK_CONF)
+    data["spark"]["conf"].update(TEST_SPARK_CONF if codegen else TEST_SPARK_CONF | NO_CODEGEN_CONF)
     data["metrics"]["http_port"] = 0  # no test binds a fixed port unless it asks for one
     for dotted, value in overrides.items():
         node = data
@@ -56,17 +70,18 @@ def config_for(root: Path, **overrides: Any) -> AppConfig:
     return parse_config(config_dict_for(root, **overrides), root)
 
 
-def write_config(root: Path, **overrides: Any) -> Path:
+def write_config(root: Path, *, codegen: bool = False, **overrides: Any) -> Path:
     """The same config written as YAML, for jobs started as subprocesses."""
     path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config_dict_for(root, **overrides)), encoding="utf-8")
+    data = config_dict_for(root, codegen=codegen, **overrides)
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     cfg = config_for(tmp_path_factory.mktemp("session"))
-    session = build_spark(cfg, TEST_SPARK_CONF)
+    session = build_spark(cfg, TEST_SPARK_CONF | NO_CODEGEN_CONF)
     yield session
     session.stop()
 

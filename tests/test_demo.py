@@ -40,7 +40,7 @@ def _dq_rows(stdout: str) -> list[list[str]]:
 
 
 def test_demo_prints_only_adlake_output_and_a_healthy_pipeline(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, codegen=True)  # as `make demo` runs
     done = subprocess.run(
         ["bash", "scripts/demo.sh", str(config), "3000", "42"],
         cwd=ROOT, capture_output=True, text=True, timeout=1200,

@@ -18,6 +18,7 @@ from adlake import deltalog, storage
 from adlake.config import AppConfig
 from adlake.gold.run import build_gold
 from adlake.tables import (
+    GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
     GOLD_CONVERSION_ATTRIBUTION,
     GOLD_STATE_TABLES,
     GOLD_TABLES,
@@ -224,6 +225,20 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
         "touch_id = 'x-click' AND model = 'last_touch'"
     )
     assert [r["website"] for r in click.collect()] == ["z.com"]
+
+    # A run stopped after the attribution commit, before its daily table's: the next run
+    # keeps every other table and rebuilds the daily one from the attribution table.
+    by_day = GOLD_CAMPAIGN_ATTRIBUTION_DAILY
+    expected = _rows(spark, full, by_day)
+    shutil.rmtree(by_day.location(full))
+    kept = {s.name: deltalog.table_version(spark, s.location(full)) for s in GOLD_TABLES}
+    rows = build_gold(spark, full)
+    assert rows[by_day.relative_path] == len(expected)
+    assert _rows(spark, full, by_day) == expected
+    assert {s.name: deltalog.table_version(spark, s.location(full)) for s in GOLD_TABLES} == {
+        **kept,
+        by_day.name: 0,
+    }
 
 
 @pytest.mark.parametrize("compacted", ["appended files", "recorded version"])
