@@ -28,13 +28,14 @@ TEST_SPARK_CONF = {
 # Interpreted expressions instead of generated code. The suite's DataFrames are a few rows,
 # so code generation is nearly all of a task's work: every task of a new plan generates its
 # projections' and predicates' Java source and compiles it (a JFR profile of a gold test put
-# ~40 % of the executor threads' samples there). `factoryMode` is Spark's switch for its own
+# ~44 % of the executor threads' samples there). `factoryMode` is Spark's switch for its own
 # tests (internal, never set in conf/). Spark computes the same values either way;
 # tests/test_demo.py keeps code generation on, as the README's demo and the benchmark run.
 NO_CODEGEN_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
+SUITE_SPARK_CONF = TEST_SPARK_CONF | NO_CODEGEN_CONF
 
 
 def base_config_dict() -> dict[str, Any]:
@@ -54,7 +55,7 @@ def config_dict_for(root: Path, *, codegen: bool = False, **overrides: Any) -> d
         "lakehouse": str(root / "lakehouse"),
         "checkpoints": str(root / "checkpoints"),
     }
-    data["spark"]["conf"].update(TEST_SPARK_CONF if codegen else TEST_SPARK_CONF | NO_CODEGEN_CONF)
+    data["spark"]["conf"].update(TEST_SPARK_CONF if codegen else SUITE_SPARK_CONF)
     data["metrics"]["http_port"] = 0  # no test binds a fixed port unless it asks for one
     for dotted, value in overrides.items():
         node = data
@@ -81,7 +82,7 @@ def write_config(root: Path, *, codegen: bool = False, **overrides: Any) -> Path
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     cfg = config_for(tmp_path_factory.mktemp("session"))
-    session = build_spark(cfg, TEST_SPARK_CONF | NO_CODEGEN_CONF)
+    session = build_spark(cfg, SUITE_SPARK_CONF)
     yield session
     session.stop()
 
