@@ -549,3 +549,77 @@ def test_file_log_written_before_the_stats_columns_keeps_working(
         ("new.jsonl", len(SEED_IMPRESSIONS))
     }
     assert run_batch(spark, cfg, ["impressions"]) == []
+
+
+def test_a_running_ingestor_reads_the_file_log_once_unless_another_writer_logged(
+    spark: SparkSession, cfg: AppConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream's micro-batches reuse the ingestor's copy of the file log (with the rows it
+    appended), so their cost does not grow with the log; a run of another writer of the
+    same source, or a failed run, makes the next one read the log again."""
+    from adlake import storage
+
+    log_reads: list[str] = []
+    real_read = storage.read_table
+
+    def counting_read(spark_: SparkSession, location: str) -> DataFrame:
+        if location == INGEST_FILE_LOG.location(cfg):
+            log_reads.append(location)
+        return real_read(spark_, location)
+
+    monkeypatch.setattr(storage, "read_table", counting_read)
+
+    def listed(*names: str) -> list[storage.LandingFile]:
+        return [
+            storage.LandingFile(land(cfg, "impressions", n, SEED_IMPRESSIONS), 10, 1) for n in names
+        ]
+
+    stream = BronzeIngestor(spark, cfg, "impressions")
+    stream.ensure_tables()
+    other = BronzeIngestor(spark, cfg, "clicks_conversions")
+    other.ensure_tables()
+    land(cfg, "clicks_conversions", "c.csv", SEED_CLICKS)
+
+    def runs(results: list[Any]) -> list[tuple[int, int, int]]:
+        return [(r.run_seq, r.files, r.bronze_rows) for r in results]
+
+    assert runs(stream.ingest_files(listed("a.jsonl"), "stream")) == [(1, 1, 2)]
+    assert len(log_reads) == 1
+    other.ingest_landing()  # another source's commits in the shared log change nothing
+    assert len(log_reads) == 2  # (the other ingestor's own first read)
+    # a.jsonl listed again is known from the copy: only b.jsonl is new.
+    assert runs(stream.ingest_files(listed("a.jsonl", "b.jsonl"), "stream")) == [(2, 1, 2)]
+    assert runs(stream.ingest_files(listed("a.jsonl", "b.jsonl"), "stream")) == []
+    assert len(log_reads) == 2
+
+    # Another writer of the same source logs run 3: the copy is stale, the log is read again.
+    assert runs(
+        BronzeIngestor(spark, cfg, "impressions").ingest_files(listed("c.jsonl"), "batch")
+    ) == [(3, 1, 2)]
+    assert len(log_reads) == 3
+    assert runs(
+        stream.ingest_files(listed("a.jsonl", "b.jsonl", "c.jsonl", "d.jsonl"), "stream")
+    ) == [(4, 1, 2)]
+    assert len(log_reads) == 4
+
+    # A failed run drops the copy: the next micro-batch reads the log.
+    real_append = storage.append_idempotent
+
+    def failing_append(df: DataFrame, spec: Any, *args: Any, **kw: Any) -> None:
+        if spec.name == "bronze.impressions":
+            raise RuntimeError("simulated failure")
+        real_append(df, spec, *args, **kw)
+
+    monkeypatch.setattr(storage, "append_idempotent", failing_append)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        stream.ingest_files(listed("e.jsonl"), "stream")
+    monkeypatch.setattr(storage, "append_idempotent", real_append)
+    assert runs(stream.ingest_files(listed("e.jsonl"), "stream")) == [(5, 1, 2)]  # redone
+    assert len(log_reads) == 5
+    assert [c for c in _committed(spark, cfg) if c[1].endswith(".jsonl")] == [
+        (1, "a.jsonl", 2),
+        (2, "b.jsonl", 2),
+        (3, "c.jsonl", 2),
+        (4, "d.jsonl", 2),
+        (5, "e.jsonl", 2),
+    ]

@@ -219,3 +219,26 @@ def appended_files(
             )
             added.append(AddedFile(full, dict(add.get("partitionValues") or {})))
     return added
+
+
+def rows_changed_by_others(
+    spark: SparkSession, location: str, after: int, upto: int, app_id: str, own: set[int]
+) -> bool:
+    """True unless the commits (after, upto] leave `app_id`'s rows as the caller knows them.
+
+    They do when every commit file is still there, none removed or rewrote rows (a remove
+    with dataChange; OPTIMIZE's are not), and every idempotent write of `app_id` among them
+    (its `txn` action) is one of the caller's own versions `own`. Commit files only, no Spark
+    job: what lets a long-running writer keep its rows of a shared table in memory.
+    """
+    for version in range(after + 1, upto + 1):
+        actions = _commit_actions(spark, location, version)
+        if actions is None:
+            return True
+        for action in actions:
+            if "remove" in action and action["remove"].get("dataChange", True):
+                return True
+            txn = action.get("txn")
+            if txn is not None and txn.get("appId") == app_id and txn.get("version") not in own:
+                return True
+    return False

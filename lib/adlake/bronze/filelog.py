@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from adlake import clock
 from adlake.bronze.parse import Tally
-from adlake.tables import CHANGED, COMMITTED, PLANNED
+from adlake.tables import CHANGED, COMMITTED, INGEST_FILE_LOG, PLANNED
 
 # A run's records are counted per file in the pass that writes them (one aggregate per file
 # and outcome), so a backlog of more files is ingested as several runs.
@@ -222,6 +222,13 @@ def file_log_rows(
         )
         for path, status in entries
     ]
+
+
+def log_view_rows(rows: Iterable[Sequence[Any]]) -> list[Row]:
+    """`file_log_rows` output as the rows `file_log_view` reads back (LOG_VIEW_COLUMNS)."""
+    names = INGEST_FILE_LOG.schema.fieldNames()
+    by_name = [dict(zip(names, row, strict=True)) for row in rows]
+    return [Row(**{c: values[c] for c in LOG_VIEW_COLUMNS}) for values in by_name]
 
 
 def log_version(run_seq: int, entries: Sequence[tuple[str, str]]) -> int:

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pyspark.sql import DataFrame, Observation, Row, SparkSession
@@ -41,6 +42,7 @@ from adlake.bronze.filelog import (
     first_line,
     last_data_time,
     log_version,
+    log_view_rows,
     pending_runs,
     plan_entries,
     run_result,
@@ -69,6 +71,16 @@ _BINARY_FILE_SCHEMA = StructType(
 )
 
 
+@dataclass
+class _LogCopy:
+    """This source's file-log rows (`file_log_view`) as of `version`, plus the idempotent
+    appends (`log_version`s) this ingestor made after it."""
+
+    rows: list[Row]
+    version: int
+    own: set[int] = field(default_factory=set)
+
+
 class BronzeIngestor:
     """Ingests the files of one source; holds the table locations derived from the config."""
 
@@ -83,7 +95,9 @@ class BronzeIngestor:
         self.log_path = INGEST_FILE_LOG.location(cfg)
         self.landing_dir = cfg.landing_path(source)
         self.app_id = f"adlake-bronze-{source}"
+        self.log_app_id = f"adlake-ingest-log-{source}"
         self._lock = threading.Lock()
+        self._log: _LogCopy | None = None
         metrics.prepare(BRONZE_JOB, source, self.spec.relative_path, parse.REJECT_REASONS)
         metrics.record_changed_files(source, 0)
 
@@ -149,15 +163,43 @@ class BronzeIngestor:
     def ingest_files(self, candidates: Iterable[storage.LandingFile], mode: str) -> list[RunResult]:
         """Redo any pending run, then ingest the candidate files not yet logged (or changed).
 
-        The source's file log is read once, in one small job: which files it holds (with
-        their size and modification time), which runs are planned without a commit row, the
-        last run number and when data last came.
+        Planning needs the source's file-log rows: which files it holds (with their size and
+        modification time), which runs are planned without a commit row, the last run
+        number and when data last came (`_log_rows`).
         """
         with self._lock:
-            file_log = storage.read_table(self.spark, self.log_path)
-            log_rows = file_log.transform(file_log_view(self.source)).collect()
+            log_rows = self._log_rows()
             self._export_last_data(log_rows)
-            return self._ingest_new(log_rows, candidates, mode)
+            try:
+                return self._ingest_new(log_rows, candidates, mode)
+            except BaseException:
+                self._log = None  # a failed run may have written part of what it planned
+                raise
+
+    def _log_rows(self) -> list[Row]:
+        """The source's file-log rows: read once, in one small job, then kept in memory.
+
+        A stream's next micro-batch reuses the copy, with the rows this ingestor appended
+        since, when the commit files after it show no other writer of this source (no Spark
+        job), so a micro-batch's cost does not grow with the log. Anything else (another
+        writer's run, a rewrite, a cleaned-up commit file) reads the log again.
+        """
+        latest = deltalog.latest_version(self.spark, self.log_path)
+        copy = self._log
+        if (
+            copy is not None
+            and latest is not None
+            and not deltalog.rows_changed_by_others(
+                self.spark, self.log_path, copy.version, latest, self.log_app_id, copy.own
+            )
+        ):
+            copy.version, copy.own = latest, set()
+            return list(copy.rows)
+        file_log = storage.read_table(self.spark, self.log_path)
+        rows = file_log.transform(file_log_view(self.source)).collect()
+        # `latest` was read first: a commit racing the read is checked again next time.
+        self._log = _LogCopy(list(rows), latest) if latest is not None else None
+        return rows
 
     def _export_last_data(self, log_rows: list[Row]) -> None:
         """Seed adlake_source_last_data_timestamp_seconds from the file log, so a run that
@@ -267,14 +309,13 @@ class BronzeIngestor:
         """Append (path, status) rows of one run: its plan (+ changed rows) or its commit."""
         rows = file_log_rows(self.source, run_seq, entries, mode, logged_at, counts, stats)
         df = self.spark.createDataFrame(rows, INGEST_FILE_LOG.schema)
+        version = log_version(run_seq, entries)
         storage.append_idempotent(
-            df,
-            INGEST_FILE_LOG,
-            self.log_path,
-            f"adlake-ingest-log-{self.source}",
-            log_version(run_seq, entries),
-            user_metadata=token,
+            df, INGEST_FILE_LOG, self.log_path, self.log_app_id, version, user_metadata=token
         )
+        if self._log is not None:
+            self._log.rows.extend(log_view_rows(rows))
+            self._log.own.add(version)
 
     def _execute(
         self,
