@@ -260,6 +260,63 @@ def test_malformed_input_is_quarantined_with_reasons_and_reconciles(
     assert q.count() == sum(v[1] for v in per_file.values()) == 8
 
 
+def test_a_truncated_avro_file_is_found_from_its_tail_before_spark_reads_it(
+    spark: SparkSession, cfg: AppConfig
+) -> None:
+    """A complete Avro container ends with its header's sync marker; a cut-off upload does not.
+
+    The check reads the file's two ends, so the run quarantines the file up front instead of
+    failing a whole Spark read on it and reading every file again. A file with a header and no
+    blocks is complete (0 records), and so is one cut exactly after a block.
+    """
+    many = [dict(SEED_BIDS[0], request_id=f"r-{i}") for i in range(2000)]
+    whole = avro_bytes(many)  # sync_interval=1000 bytes: many blocks
+    land(cfg, "bid_requests", "good.avro", avro_bytes(SEED_BIDS))
+    land(cfg, "bid_requests", "cut.avro", whole[: int(len(whole) * 0.6)])
+    land(cfg, "bid_requests", "header_only.avro", avro_bytes([]))
+    first_blocks = list(fastavro.block_reader(io.BytesIO(whole)))[:2]
+    land(cfg, "bid_requests", "two_blocks.avro", whole[: _end_of_second_block(whole)])
+
+    run_batch(spark, cfg, ["bid_requests"])
+
+    q = table(spark, cfg, BRONZE_QUARANTINE.relative_path)
+    got = sorted(
+        (r[schemas.SOURCE_FILE].rsplit("/", 1)[1], r["reason"], r["detail"]) for r in q.collect()
+    )
+    assert got == [
+        (
+            "cut.avro",
+            "corrupt_file",
+            "truncated Avro file: it does not end with the sync marker of its header "
+            "(an upload cut short)",
+        )
+    ]
+    log = table(spark, cfg, INGEST_FILE_LOG.relative_path).where(F.col("status") == COMMITTED)
+    per_file = {
+        r["file_path"].rsplit("/", 1)[1]: (r["bronze_rows"], r["quarantined_rows"])
+        for r in log.collect()
+    }
+    # Bronze keeps min/max stats only on the columns it is read by (run, file).
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{cfg.table_path('bronze/bid_requests')}`")
+    properties = detail.first()["properties"]  # type: ignore[index]
+    assert properties.get("delta.dataSkippingStatsColumns") == "_run_seq,_source_file"
+    two_blocks = sum(b.num_records for b in first_blocks)
+    assert per_file == {
+        "good.avro": (2, 0),
+        "cut.avro": (0, 1),
+        "header_only.avro": (0, 0),
+        "two_blocks.avro": (two_blocks, 0),
+    }
+
+
+def _end_of_second_block(data: bytes) -> int:
+    """Byte offset just after the second block's sync marker (the file's own marker)."""
+    sync = data[-16:]  # a complete file ends with it
+    after_header = data.index(sync) + len(sync)
+    after_first = data.index(sync, after_header) + len(sync)
+    return data.index(sync, after_first) + len(sync)
+
+
 def test_rerun_adds_nothing_and_new_files_are_picked_up(
     spark: SparkSession, cfg: AppConfig
 ) -> None:

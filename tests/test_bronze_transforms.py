@@ -6,6 +6,7 @@ from datetime import datetime
 
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
     LongType,
@@ -431,3 +432,52 @@ def test_parsed_schema_is_what_the_parsers_produce(spark: SparkSession) -> None:
         parsed = spark.createDataFrame([], LINES).transform(parser(contract))
         empty = spark.createDataFrame([], parse.parsed_schema(bronze_schema))
         assert_df_equality(empty, parsed, ignore_nullable=True)
+
+
+def test_reject_buckets_find_every_rejected_line_again(spark: SparkSession) -> None:
+    """The bronze pass's `reject_buckets` let the quarantine pass parse a few lines only.
+
+    The buckets are those of the rejected lines' hashes; `lines_in_buckets` keeps exactly
+    the lines whose hash falls in one of them, and parsing what it keeps gives back every
+    rejected record, nothing else (good lines sharing a bucket parse as good).
+    """
+    good = [f'{{"creative_id": "{i}", "user_id": "u{i}", "cost": "0.{i}"}}' for i in range(300)]
+    bad = ['{"creative_id": "1", "cost": "lots"}', "{not json", '{"user_id": "a b"}']
+    lines = spark.createDataFrame(
+        [(v, F1) for v in good[:150]] + [(v, F2) for v in good[150:] + bad], LINES
+    )
+    parsed = lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS))
+    values = parsed.agg(*parse.tally_metrics([F1, F2], line_buckets=True)).first()
+    assert values is not None
+    tally = parse.Tally.from_metrics([F1, F2], values.asDict())
+    assert tally.counts == {F1: (150, 0), F2: (150, 3)}
+    expected = {
+        r["b"]
+        for r in spark.createDataFrame([(v,) for v in bad], "value string")
+        .select(F.pmod(F.xxhash64("value"), F.lit(parse.REJECT_BUCKETS)).alias("b"))
+        .collect()
+    }
+    assert tally.reject_buckets == frozenset(expected)
+    assert len(expected) == 3
+
+    buckets = spark.createDataFrame([(b,) for b in tally.reject_buckets], "_bucket int")
+    kept = lines.transform(parse.lines_in_buckets(buckets))
+    kept_values = [r["value"] for r in kept.collect()]
+    assert set(bad) <= set(kept_values)
+    assert len(kept_values) < 10  # 3 of 2**18 buckets: a good line lands in one by chance
+    again = (
+        kept.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS))
+        .transform(parse.with_ingest_metadata(datetime(2026, 12, 1), 1))
+        .transform(parse.quarantine_rows("impressions"))
+    )
+    assert sorted((r["raw_record"], r["reason"]) for r in again.collect()) == sorted(
+        [
+            ('{"creative_id": "1", "cost": "lots"}', parse.WRONG_TYPE),
+            ("{not json", parse.MALFORMED_JSON),
+            ('{"user_id": "a b"}', parse.WRONG_TYPE),
+        ]
+    )
+    # Without line buckets the tally carries none (CSV and Avro sources).
+    plain = parsed.agg(*parse.tally_metrics([F1, F2])).first()
+    assert plain is not None
+    assert parse.Tally.from_metrics([F1, F2], plain.asDict()).reject_buckets is None

@@ -124,13 +124,15 @@ def ensure_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
     if deltalog.is_table(spark, location):
         deltalog.known_tables.add(location)
         return
-    (
+    builder = (
         DeltaTable.createIfNotExists(spark)
         .location(location)
         .addColumns(spec.schema)
         .partitionedBy(*spec.partition_by)
-        .execute()
     )
+    for key, value in spec.properties:
+        builder = builder.property(key, value)
+    builder.execute()
     deltalog.known_tables.add(location)
 
 

@@ -35,11 +35,19 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
     description: str = ""
+    properties: tuple[tuple[str, str], ...] = ()  # Delta table properties set at creation
 
     def location(self, cfg: AppConfig) -> str:
         """Where this table lives in `cfg`'s lakehouse."""
         return cfg.table_path(self.relative_path)
 
+
+# Bronze is read by run and file (silver's incremental reads, the reconciliation checks),
+# never filtered on its raw string fields: min/max stats on those only cost the write time
+# (~5-8 % of a bronze append at 1M impressions, benchmarks/results/2026-12-01-bronze.md).
+BRONZE_PROPERTIES = (
+    ("delta.dataSkippingStatsColumns", f"{schemas.RUN_SEQ},{schemas.SOURCE_FILE}"),
+)
 
 BRONZE_IMPRESSIONS = TableSpec(
     name="bronze.impressions",
@@ -47,6 +55,7 @@ BRONZE_IMPRESSIONS = TableSpec(
     schema=schemas.BRONZE_IMPRESSIONS_SCHEMA,
     partition_by=(schemas.INGESTION_DATE,),
     description="Raw ad impressions from landing/impressions/*.jsonl[.gz], fields as strings.",
+    properties=BRONZE_PROPERTIES,
 )
 BRONZE_CLICKS_CONVERSIONS = TableSpec(
     name="bronze.clicks_conversions",
@@ -54,6 +63,7 @@ BRONZE_CLICKS_CONVERSIONS = TableSpec(
     schema=schemas.BRONZE_CLICKS_CONVERSIONS_SCHEMA,
     partition_by=(schemas.INGESTION_DATE,),
     description="Raw click and conversion rows from landing/clicks_conversions/*.csv.",
+    properties=BRONZE_PROPERTIES,
 )
 BRONZE_BID_REQUESTS = TableSpec(
     name="bronze.bid_requests",
@@ -61,6 +71,7 @@ BRONZE_BID_REQUESTS = TableSpec(
     schema=schemas.BRONZE_BID_REQUESTS_SCHEMA,
     partition_by=(schemas.INGESTION_DATE,),
     description="Raw RTB bid requests from landing/bid_requests/*.avro, nesting kept.",
+    properties=BRONZE_PROPERTIES,
 )
 BRONZE_QUARANTINE = TableSpec(
     name="bronze.quarantine",

@@ -28,8 +28,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import clock, deltalog, faults, metrics, schemas, storage
-from adlake.bronze import parse
+from adlake import clock, deltalog, faults, metrics, storage
+from adlake.bronze import parse, readers
 from adlake.bronze.filelog import (
     ConcurrentRunError,
     CorruptFileNotIdentifiedError,
@@ -60,6 +60,7 @@ from adlake.tables import (
 )
 
 log = logging.getLogger(__name__)
+
 
 _BINARY_FILE_SCHEMA = StructType(
     [
@@ -357,7 +358,9 @@ class BronzeIngestor:
         if tally.bad:
             rejects = (
                 self._parse(
-                    tally.with_rejects(readable), {f: corrupt[f] for f in files if f in corrupt}
+                    tally.with_rejects(readable),
+                    {f: corrupt[f] for f in files if f in corrupt},
+                    tally.reject_buckets,
                 )
                 .transform(parse.with_ingest_metadata(ingested_at, run_seq))
                 .transform(parse.quarantine_rows(self.source))
@@ -411,7 +414,8 @@ class BronzeIngestor:
         """
         before = deltalog.latest_version(self.spark, self.bronze_path)
         observation = Observation(f"bronze-{self.source}-{run_seq}-{time.monotonic_ns()}")
-        observed = parsed.observe(observation, *parse.tally_metrics(files))
+        metrics = parse.tally_metrics(files, line_buckets=self.source == "impressions")
+        observed = parsed.observe(observation, *metrics)
         storage.append_idempotent(
             observed.transform(parse.bronze_rows),
             self.spec,
@@ -424,81 +428,19 @@ class BronzeIngestor:
         log.info(
             "%s run %d: bronze already holds this run; counting its records", self.source, run_seq
         )
-        totals = parsed.agg(*parse.tally_metrics(files)).first()
+        totals = parsed.agg(*metrics).first()
         assert totals is not None  # a global aggregate always has one row
         return parse.Tally.from_metrics(files, totals.asDict())
 
-    # -- readers (I/O) ----------------------------------------------------------------------
-    def _parse(self, files: list[str], corrupt: dict[str, str]) -> DataFrame:
-        """Read and parse the files; unreadable ones become one corrupt_file reject row each."""
-        parts: list[DataFrame] = []
-        if files:
-            if self.source == "impressions":
-                parts.append(
-                    self._read_text(files, whole=False).transform(
-                        parse.parse_json_lines(schemas.IMPRESSION_FIELDS)
-                    )
-                )
-            elif self.source == "clicks_conversions":
-                parts.append(
-                    self._read_text(files, whole=True).transform(
-                        parse.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS)
-                    )
-                )
-            else:
-                parts.extend(self._read_avro(files, corrupt))
-        if corrupt:
-            corrupt_df = self.spark.createDataFrame(
-                sorted(corrupt.items()), parse.CORRUPT_FILE_SCHEMA
-            )
-            parts.append(parse.corrupt_file_rows(corrupt_df))
-        if not parts:
-            return self.spark.createDataFrame([], parse.parsed_schema(self.spec.schema))
-        return parse.union_parsed(parts)
-
-    def _read_text(self, files: list[str], whole: bool) -> DataFrame:
-        return self.spark.read.text(files, wholetext=whole).select(
-            "value", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE)
+    def _parse(
+        self,
+        files: list[str],
+        corrupt: dict[str, str],
+        line_buckets: frozenset[int] | None = None,
+    ) -> DataFrame:
+        return readers.read_parsed(
+            self.spark, self.source, self.spec.schema, files, corrupt, line_buckets
         )
-
-    def _read_avro(self, files: list[str], corrupt: dict[str, str]) -> list[DataFrame]:
-        """Read Avro files grouped by writer schema, so drifted fields reach `_rescued_data`."""
-        groups: dict[str, list[str]] = {}
-        for path in files:
-            if path in corrupt:
-                continue
-            try:
-                groups.setdefault(self._avro_writer_schema(path), []).append(path)
-            except Exception as exc:  # unreadable header: the whole file is corrupt
-                # A Py4J error's own first line only names the Java call; its cause says why.
-                java = getattr(exc, "java_exception", None)
-                why = str(java.toString()) if java is not None else first_line(exc)
-                corrupt[path] = f"cannot read Avro header: {why}"
-        return [
-            self.spark.read.format("avro")
-            .option("avroSchema", writer_schema)
-            .load(paths)
-            .select("*", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE))
-            .transform(parse.project_bid_requests)
-            for writer_schema, paths in sorted(groups.items())
-        ]
-
-    def _avro_writer_schema(self, path: str) -> str:
-        """The writer schema in the file's header; raises when the file has none (even empty)."""
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        conf = self.spark.sparkContext._jsc.hadoopConfiguration()
-        source = jvm.org.apache.avro.mapred.FsInput(jvm.org.apache.hadoop.fs.Path(path), conf)
-        if source.length() == 0:  # an upload that failed before its first byte
-            source.close()
-            raise ValueError("empty file (0 bytes), an Avro file starts with a header")
-        reader = jvm.org.apache.avro.file.DataFileReader.openReader(
-            source, jvm.org.apache.avro.generic.GenericDatumReader()
-        )
-        try:
-            return str(reader.getSchema().toString())
-        finally:
-            reader.close()
 
 
 def run_batch(spark: SparkSession, cfg: AppConfig, sources: Iterable[str]) -> list[RunResult]:

@@ -357,11 +357,40 @@ def corrupt_file_rows(files: DataFrame) -> DataFrame:
     )
 
 
-def tally_metrics(files: Sequence[str]) -> list[Column]:
+# The quarantine append reads the files with rejects a second time. For line-based sources
+# the first pass also collects the hash buckets of its rejected lines (`reject_buckets`: at
+# most REJECT_BUCKETS integers, whatever the input size), and the second pass parses only the
+# lines in those buckets, a superset of the rejected ones that parsing narrows down exactly.
+REJECT_BUCKETS = 1 << 18
+
+
+def _line_bucket(text: Column) -> Column:
+    return F.pmod(F.xxhash64(text), F.lit(REJECT_BUCKETS)).cast("int")
+
+
+BUCKET = "_bucket"
+
+
+def lines_in_buckets(buckets: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Keep the text lines (`value`) whose hash bucket is one of `buckets` (column `_bucket`).
+
+    A broadcast semi join: a line costs one hash and one lookup instead of a JSON parse.
+    """
+
+    def transform(lines: DataFrame) -> DataFrame:
+        return lines.join(
+            F.broadcast(buckets), _line_bucket(F.col("value")) == buckets[BUCKET], "left_semi"
+        )
+
+    return transform
+
+
+def tally_metrics(files: Sequence[str], *, line_buckets: bool = False) -> list[Column]:
     """Aggregates that count a run's parsed records per file (good, rejected) and per reason.
 
     Written for `DataFrame.observe`, so the counts come from the pass that writes bronze.
     `unmatched` counts records whose `_source_file` is not one of `files`: it must be 0.
+    With `line_buckets`, `reject_buckets` is the set of the rejected lines' hash buckets.
     """
     index = F.array_position(F.array(*[F.lit(f) for f in files]), F.col(schemas.SOURCE_FILE))
     good = F.col(REJECT_REASON).isNull()
@@ -372,6 +401,13 @@ def tally_metrics(files: Sequence[str]) -> list[Column]:
     metrics.extend(
         F.count_if(F.col(REJECT_REASON) == r).alias(f"reason_{r}") for r in REJECT_REASONS
     )
+    if line_buckets:
+        rejected_line = ~good & F.col(RAW_RECORD).isNotNull()
+        metrics.append(
+            F.collect_set(F.when(rejected_line, _line_bucket(F.col(RAW_RECORD)))).alias(
+                "reject_buckets"
+            )
+        )
     return metrics
 
 
@@ -381,6 +417,7 @@ class Tally:
 
     counts: dict[str, tuple[int, int]]
     reasons: tuple[tuple[str, int], ...]
+    reject_buckets: frozenset[int] | None = None
 
     @property
     def good(self) -> int:
@@ -407,4 +444,5 @@ class Tally:
         reasons = tuple(
             (r, int(values[f"reason_{r}"])) for r in REJECT_REASONS if values[f"reason_{r}"]
         )
-        return cls(counts, reasons)
+        buckets = values.get("reject_buckets")
+        return cls(counts, reasons, None if buckets is None else frozenset(buckets))

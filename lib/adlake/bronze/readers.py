@@ -1,0 +1,136 @@
+"""Landing file readers (I/O): one source's files -> parsed rows, as `bronze.parse` defines them.
+
+JSON Lines and CSV are read as text by Spark and parsed with built-in expressions; Avro files
+are grouped by the writer schema in their headers, so drifted fields reach `_rescued_data`.
+A file that cannot be read becomes one `corrupt_file` reject row (its path in `corrupt`).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from adlake import schemas
+from adlake.bronze import parse
+from adlake.bronze.filelog import first_line
+
+_AVRO_SYNC_SIZE = 16  # bytes of an Avro container file's sync marker
+
+
+class TruncatedAvroFileError(ValueError):
+    """An Avro file whose end is not a block boundary: quarantined as corrupt, not read."""
+
+
+def read_parsed(
+    spark: SparkSession,
+    source: str,
+    bronze_schema: StructType,
+    files: list[str],
+    corrupt: dict[str, str],
+    line_buckets: frozenset[int] | None = None,
+) -> DataFrame:
+    """Read and parse the files; unreadable ones become one corrupt_file reject row each.
+
+    Avro files found unreadable here are added to `corrupt`. `line_buckets` (JSON Lines only)
+    limits the parse to lines in those hash buckets: the quarantine pass, after the bronze
+    pass collected its rejects' buckets.
+    """
+    parts: list[DataFrame] = []
+    if files:
+        if source == "impressions":
+            lines = _read_text(spark, files, whole=False)
+            if line_buckets is not None:
+                buckets = spark.createDataFrame(
+                    [(b,) for b in sorted(line_buckets)], f"{parse.BUCKET} int"
+                )
+                lines = lines.transform(parse.lines_in_buckets(buckets))
+            parts.append(lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS)))
+        elif source == "clicks_conversions":
+            parts.append(
+                _read_text(spark, files, whole=True).transform(
+                    parse.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS)
+                )
+            )
+        else:
+            parts.extend(_read_avro(spark, files, corrupt))
+    if corrupt:
+        corrupt_df = spark.createDataFrame(sorted(corrupt.items()), parse.CORRUPT_FILE_SCHEMA)
+        parts.append(parse.corrupt_file_rows(corrupt_df))
+    if not parts:
+        return spark.createDataFrame([], parse.parsed_schema(bronze_schema))
+    return parse.union_parsed(parts)
+
+
+def _read_text(spark: SparkSession, files: list[str], whole: bool) -> DataFrame:
+    return spark.read.text(files, wholetext=whole).select(
+        "value", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE)
+    )
+
+
+def _read_avro(spark: SparkSession, files: list[str], corrupt: dict[str, str]) -> list[DataFrame]:
+    """Read Avro files grouped by writer schema, so drifted fields reach `_rescued_data`."""
+    groups: dict[str, list[str]] = {}
+    for path in files:
+        if path in corrupt:
+            continue
+        try:
+            groups.setdefault(avro_writer_schema(spark, path), []).append(path)
+        except TruncatedAvroFileError as exc:
+            corrupt[path] = str(exc)
+        except Exception as exc:  # unreadable header: the whole file is corrupt
+            # A Py4J error's own first line only names the Java call; its cause says why.
+            java = getattr(exc, "java_exception", None)
+            why = str(java.toString()) if java is not None else first_line(exc)
+            corrupt[path] = f"cannot read Avro header: {why}"
+    return [
+        spark.read.format("avro")
+        .option("avroSchema", writer_schema)
+        .load(paths)
+        .select("*", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE))
+        .transform(parse.project_bid_requests)
+        for writer_schema, paths in sorted(groups.items())
+    ]
+
+
+def avro_writer_schema(spark: SparkSession, path: str) -> str:
+    """The writer schema in the file's header; raises when the file has none (even empty)
+    or is cut short.
+
+    A complete container file ends with the 16-byte sync marker its header ends with
+    (every block is followed by it), so two small reads find a truncated upload here
+    instead of a Spark read failing on it and every file being read again.
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    source = jvm.org.apache.avro.mapred.FsInput(hadoop_path, conf)
+    length = source.length()
+    if length == 0:  # an upload that failed before its first byte
+        source.close()
+        raise ValueError("empty file (0 bytes), an Avro file starts with a header")
+    reader = jvm.org.apache.avro.file.DataFileReader.openReader(
+        source, jvm.org.apache.avro.generic.GenericDatumReader()
+    )
+    try:
+        schema = str(reader.getSchema().toString())
+        header_end = int(reader.previousSync())  # where the first block starts
+    finally:
+        reader.close()
+    if length > header_end:
+        read_exactly = jvm.org.apache.commons.io.IOUtils.toByteArray  # byte[] -> bytes
+        stream = hadoop_path.getFileSystem(conf).open(hadoop_path)
+        try:
+            stream.seek(header_end - _AVRO_SYNC_SIZE)
+            marker = bytes(read_exactly(stream, _AVRO_SYNC_SIZE))
+            stream.seek(length - _AVRO_SYNC_SIZE)
+            tail = bytes(read_exactly(stream, _AVRO_SYNC_SIZE))
+        finally:
+            stream.close()
+        if marker != tail:
+            raise TruncatedAvroFileError(
+                "truncated Avro file: it does not end with the sync marker of its header "
+                "(an upload cut short)"
+            )
+    return schema
