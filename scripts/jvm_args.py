@@ -1,12 +1,13 @@
 """The config's JVM settings for shell scripts.
 
-packages, excludes, master, driver-memory, lakehouse: print that setting.
+packages, excludes, master, driver-memory, driver-java-options, lakehouse: print that setting.
 submit-packages: the packages spark-submit still needs as --packages: none when set-up has
   written them as local jars into spark-defaults.conf, else all of them.
 write-spark-defaults --classpath FILE: write the jars of a Maven classpath (comma-separated,
   as `mvn dependency:build-classpath` wrote it, excludes already applied) as spark.jars into
   the spark-defaults.conf that spark-submit reads, leaving out jars Spark already ships, and
-  the config's spark.driver.memory (a launch-time setting) when it sets one.
+  the config's spark.driver.memory and spark.driver.extraJavaOptions (launch-time settings)
+  when it sets them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
             "excludes",
             "master",
             "driver-memory",
+            "driver-java-options",
             "lakehouse",
             "submit-packages",
             "write-spark-defaults",
@@ -80,12 +82,17 @@ def main() -> None:
         target = spark_defaults_path()
         target.parent.mkdir(parents=True, exist_ok=True)
         existing = target.read_text(encoding="utf-8") if target.is_file() else ""
-        memory = cfg.spark.conf.get("spark.driver.memory")
-        settings = {"spark.driver.memory": memory} if memory else {}
+        settings = {
+            key: cfg.spark.conf[key]
+            for key in ("spark.driver.memory", "spark.driver.extraJavaOptions")
+            if cfg.spark.conf.get(key)
+        }
         target.write_text(render_spark_defaults(existing, jars, settings), encoding="utf-8")
         if not packages_configured_as_jars(cfg.jvm.packages, read_spark_defaults(target)):
             raise SystemExit(f"{target}: a jar of {cfg.jvm.packages} is missing from {jars}")
         print(target)
+    elif args.what == "driver-java-options":
+        print(cfg.spark.conf.get("spark.driver.extraJavaOptions", ""))
     else:
         print(cfg.spark.conf.get("spark.driver.memory", ""))
 

@@ -17,6 +17,7 @@ packages=$($py scripts/jvm_args.py submit-packages --config "$CONFIG")
 excludes=$($py scripts/jvm_args.py excludes --config "$CONFIG")
 master=$($py scripts/jvm_args.py master --config "$CONFIG")
 memory=$($py scripts/jvm_args.py driver-memory --config "$CONFIG")
+java_options=$($py scripts/jvm_args.py driver-java-options --config "$CONFIG")
 args=()
 if [ -n "$packages" ]; then
   args+=(--packages "$packages")
@@ -24,5 +25,6 @@ if [ -n "$packages" ]; then
 fi
 [ -n "$master" ] && args+=(--master "$master")
 [ -n "$memory" ] && args+=(--driver-memory "$memory")
+[ -n "$java_options" ] && args+=(--driver-java-options "$java_options")
 # shellcheck disable=SC2086
 exec "$SPARK_HOME/bin/spark-submit" "${args[@]}" ${SPARK_SUBMIT_OPTS_EXTRA:-} "$job" --config "$CONFIG" "$@"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from adlake.config import DEFAULT_CONFIG, load_config
 from adlake.session import (
@@ -97,3 +98,18 @@ def test_plain_spark_submit_runs_bronze_without_package_resolution(tmp_path: Pat
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert submit.stdout.strip() == ""
+
+
+def test_the_jvm_compiles_huge_generated_methods(spark: SparkSession) -> None:
+    """The config's driver JVM options reach the JVM the session factory starts, and
+    spark_submit.sh reads the same setting (HotSpot otherwise never compiles a generated
+    method over 8,000 bytecode bytes: a wide stage then runs interpreted)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    runtime = jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert "-XX:-DontCompileHugeMethods" in list(runtime.getInputArguments())
+    printed = subprocess.run(
+        [sys.executable, "scripts/jvm_args.py", "driver-java-options", "--config", str(DEFAULT_CONFIG)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert printed.stdout.strip() == "-XX:-DontCompileHugeMethods"
