@@ -261,7 +261,7 @@ def test_malformed_input_is_quarantined_with_reasons_and_reconciles(
 
 
 def test_a_truncated_avro_file_is_found_from_its_tail_before_spark_reads_it(
-    spark: SparkSession, cfg: AppConfig
+    spark: SparkSession, cfg: AppConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A complete Avro container ends with its header's sync marker; a cut-off upload does not.
 
@@ -277,8 +277,11 @@ def test_a_truncated_avro_file_is_found_from_its_tail_before_spark_reads_it(
     first_blocks = list(fastavro.block_reader(io.BytesIO(whole)))[:2]
     land(cfg, "bid_requests", "two_blocks.avro", whole[: _end_of_second_block(whole)])
 
+    caplog.set_level(logging.WARNING, logger="adlake")
     run_batch(spark, cfg, ["bid_requests"])
 
+    warned = [r.getMessage() for r in caplog.records if "unreadable file" in r.getMessage()]
+    assert len(warned) == 1 and "cut.avro (truncated Avro file:" in warned[0]
     q = table(spark, cfg, BRONZE_QUARANTINE.relative_path)
     got = sorted(
         (r[schemas.SOURCE_FILE].rsplit("/", 1)[1], r["reason"], r["detail"]) for r in q.collect()

@@ -7,6 +7,8 @@ A file that cannot be read becomes one `corrupt_file` reject row (its path in `c
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
@@ -14,6 +16,8 @@ from pyspark.sql.types import StructType
 from adlake import schemas
 from adlake.bronze import parse
 from adlake.bronze.filelog import first_line
+
+log = logging.getLogger(__name__)
 
 _AVRO_SYNC_SIZE = 16  # bytes of an Avro container file's sync marker
 
@@ -53,7 +57,7 @@ def read_parsed(
                 )
             )
         else:
-            parts.extend(_read_avro(spark, files, corrupt))
+            parts.extend(_read_avro(spark, source, files, corrupt))
     if corrupt:
         corrupt_df = spark.createDataFrame(sorted(corrupt.items()), parse.CORRUPT_FILE_SCHEMA)
         parts.append(parse.corrupt_file_rows(corrupt_df))
@@ -68,8 +72,14 @@ def _read_text(spark: SparkSession, files: list[str], whole: bool) -> DataFrame:
     )
 
 
-def _read_avro(spark: SparkSession, files: list[str], corrupt: dict[str, str]) -> list[DataFrame]:
-    """Read Avro files grouped by writer schema, so drifted fields reach `_rescued_data`."""
+def _read_avro(
+    spark: SparkSession, source: str, files: list[str], corrupt: dict[str, str]
+) -> list[DataFrame]:
+    """Read Avro files grouped by writer schema, so drifted fields reach `_rescued_data`.
+
+    A file found unreadable from its header or its tail is one warning line, as a file a
+    Spark read fails on is.
+    """
     groups: dict[str, list[str]] = {}
     for path in files:
         if path in corrupt:
@@ -83,6 +93,8 @@ def _read_avro(spark: SparkSession, files: list[str], corrupt: dict[str, str]) -
             java = getattr(exc, "java_exception", None)
             why = str(java.toString()) if java is not None else first_line(exc)
             corrupt[path] = f"cannot read Avro header: {why}"
+        if path in corrupt:
+            log.warning("%s: quarantining unreadable file %s (%s)", source, path, corrupt[path])
     return [
         spark.read.format("avro")
         .option("avroSchema", writer_schema)
