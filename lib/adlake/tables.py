@@ -44,7 +44,7 @@ class TableSpec:
 
 # Bronze is read by run and file (silver's incremental reads, the reconciliation checks),
 # never filtered on its raw string fields: min/max stats on those only cost the write time
-# (~5-8 % of a bronze append at 1M impressions, benchmarks/results/2026-12-01-bronze.md).
+# (~5 % of a bronze impressions run at 1M, benchmarks/results/2026-12-01-bronze.md).
 BRONZE_PROPERTIES = (
     ("delta.dataSkippingStatsColumns", f"{schemas.RUN_SEQ},{schemas.SOURCE_FILE}"),
 )

@@ -61,7 +61,6 @@ from adlake.tables import (
 
 log = logging.getLogger(__name__)
 
-
 _BINARY_FILE_SCHEMA = StructType(
     [
         StructField("path", StringType(), False),
@@ -414,7 +413,7 @@ class BronzeIngestor:
         """
         before = deltalog.latest_version(self.spark, self.bronze_path)
         observation = Observation(f"bronze-{self.source}-{run_seq}-{time.monotonic_ns()}")
-        metrics = parse.tally_metrics(files, line_buckets=self.source == "impressions")
+        metrics = parse.tally_metrics(files, line_buckets=self.source in readers.LINE_SOURCES)
         observed = parsed.observe(observation, *metrics)
         storage.append_idempotent(
             observed.transform(parse.bronze_rows),
@@ -438,6 +437,7 @@ class BronzeIngestor:
         corrupt: dict[str, str],
         line_buckets: frozenset[int] | None = None,
     ) -> DataFrame:
+        """This source's files read and parsed (`readers.read_parsed`)."""
         return readers.read_parsed(
             self.spark, self.source, self.spec.schema, files, corrupt, line_buckets
         )

@@ -19,6 +19,9 @@ from adlake.bronze.filelog import first_line
 
 log = logging.getLogger(__name__)
 
+# Sources read as one record per text line: their quarantine pass can use reject buckets.
+LINE_SOURCES = frozenset({"impressions"})
+
 _AVRO_SYNC_SIZE = 16  # bytes of an Avro container file's sync marker
 
 
@@ -42,7 +45,7 @@ def read_parsed(
     """
     parts: list[DataFrame] = []
     if files:
-        if source == "impressions":
+        if source in LINE_SOURCES:
             lines = _read_text(spark, files, whole=False)
             if line_buckets is not None:
                 buckets = spark.createDataFrame(
