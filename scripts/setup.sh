@@ -71,12 +71,15 @@ for coord in "${coords[@]}"; do
 done
 
 # The packages as local jars in spark-defaults.conf: one offline Maven classpath of all of
-# them with jvm.excludes applied to every dependency (what --exclude-packages does), redone
-# only when the config's packages or excludes or the pyspark install change.
+# them with jvm.excludes applied to every dependency (what --exclude-packages does), and the
+# driver's launch-time settings; redone only when the config's packages, excludes or those
+# settings or the pyspark install change.
 excludes=$(.venv/bin/python scripts/jvm_args.py excludes --config "$CONFIG")
+launch=$(.venv/bin/python scripts/jvm_args.py driver-memory --config "$CONFIG")
+launch+=" $(.venv/bin/python scripts/jvm_args.py driver-java-options --config "$CONFIG")"
 defaults=$(.venv/bin/python -c 'from adlake.session import spark_defaults_path; print(spark_defaults_path())')
 jars_stamp="$(dirname "$defaults")/.adlake-jars"
-jars_want=$(printf '%s\n' "$packages" "$excludes" "$m2" "$defaults" | sha256sum | cut -c1-16)
+jars_want=$(printf '%s\n' "$packages" "$excludes" "$launch" "$m2" "$defaults" | sha256sum | cut -c1-16)
 if [ ! -f "$jars_stamp" ] || [ "$(cat "$jars_stamp")" != "$jars_want" ] \
   || [ -n "$(.venv/bin/python scripts/jvm_args.py submit-packages --config "$CONFIG")" ]; then
   work=$(mktemp -d)

@@ -100,16 +100,20 @@ def test_plain_spark_submit_runs_bronze_without_package_resolution(tmp_path: Pat
     assert submit.stdout.strip() == ""
 
 
-def test_the_jvm_compiles_huge_generated_methods(spark: SparkSession) -> None:
+def test_the_jvm_starts_with_the_configured_compiler_and_collector(spark: SparkSession) -> None:
     """The config's driver JVM options reach the JVM the session factory starts, and
-    spark_submit.sh reads the same setting (HotSpot otherwise never compiles a generated
-    method over 8,000 bytecode bytes: a wide stage then runs interpreted)."""
+    spark_submit.sh reads the same setting: HotSpot compiles generated methods over 8,000
+    bytecode bytes (a wide stage otherwise runs interpreted) and collects with the parallel
+    (throughput) collector, not G1."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
-    runtime = jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-    assert "-XX:-DontCompileHugeMethods" in list(runtime.getInputArguments())
+    management = jvm.java.lang.management.ManagementFactory
+    arguments = list(management.getRuntimeMXBean().getInputArguments())
+    assert {"-XX:-DontCompileHugeMethods", "-XX:+UseParallelGC"} <= set(arguments)
+    collectors = sorted(str(bean.getName()) for bean in management.getGarbageCollectorMXBeans())
+    assert collectors == ["PS MarkSweep", "PS Scavenge"]
     printed = subprocess.run(
         [sys.executable, "scripts/jvm_args.py", "driver-java-options", "--config", str(DEFAULT_CONFIG)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert printed.stdout.strip() == "-XX:-DontCompileHugeMethods"
+    assert printed.stdout.strip() == "-XX:-DontCompileHugeMethods -XX:+UseParallelGC"
