@@ -241,6 +241,28 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
     }
 
 
+def test_incremental_gold_equals_full_rebuild_after_optimize_moved_the_appended_rows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """OPTIMIZE (no VACUUM) after an append compacted the appended rows into new files:
+    the rows gold last read are no longer the current rows outside the appended files, so
+    the increment reads them by time travel, and equals a full build."""
+    inc = config_for(tmp_path / "inc")
+    full = config_for(tmp_path / "full")
+    _creatives(spark, inc)
+    _append(spark, inc, _events(1, 0, 20, USERS[:12], 150))
+    build_gold(spark, inc)
+    _append(spark, inc, _events(2, 15, 20, [*USERS[8:], "u-new"], 60))
+    for spec in (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS):
+        spark.sql(f"OPTIMIZE delta.`{spec.location(inc)}`")
+    build_gold(spark, inc)
+
+    for spec in (*EVENT_TABLES, SILVER_CREATIVES):
+        shutil.copytree(spec.location(inc), full.table_path(spec.relative_path))
+    build_gold(spark, full, full=True)
+    _assert_tables_equal(spark, inc, full)
+
+
 @pytest.mark.parametrize("compacted", ["appended files", "recorded version"])
 def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silver(
     spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture, compacted: str

@@ -221,6 +221,20 @@ def appended_files(
     return added
 
 
+def files_rearranged(spark: SparkSession, location: str, after: int, upto: int) -> bool:
+    """True when a commit in (after, upto] moved rows into other files without changing them
+    (OPTIMIZE: a remove with dataChange = false), or a commit file is gone: the rows of
+    version `after` are then no longer the current rows outside the files appended since.
+    Commit files only, no Spark job."""
+    for version in range(after + 1, upto + 1):
+        actions = _commit_actions(spark, location, version)
+        if actions is None:
+            return True
+        if any("remove" in a and not a["remove"].get("dataChange", True) for a in actions):
+            return True
+    return False
+
+
 def rows_changed_by_others(
     spark: SparkSession, location: str, after: int, upto: int, app_id: str, own: set[int]
 ) -> bool:

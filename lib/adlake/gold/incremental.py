@@ -161,6 +161,48 @@ def funnel_dates(
     return sorted(dates)
 
 
+def rearranged_since(
+    spark: SparkSession, cfg: AppConfig, since: Mapping[str, int], pinned: Mapping[str, int | None]
+) -> bool:
+    """True when OPTIMIZE moved rows of an event table into other files since `since`."""
+    for spec in EVENT_SOURCES:
+        upto = pinned[spec.relative_path]
+        assert upto is not None
+        if deltalog.files_rearranged(spark, spec.location(cfg), since[spec.relative_path], upto):
+            return True
+    return False
+
+
+_APPENDED = "_appended"
+
+
+def flag_appended(df: DataFrame, files: Sequence[deltalog.AddedFile]) -> DataFrame:
+    """Rows of a Delta table's scan `df` with `_appended`: the row is in one of `files`.
+
+    Matched on the file name (`_metadata.file_name`): Delta names data files with a UUID,
+    and the name has none of the path's scheme or escaping to normalise.
+    """
+    names = sorted({f.path.rsplit("/", 1)[-1] for f in files})
+    flag = F.col("_metadata.file_name").isin(names) if names else F.lit(False)
+    return df.withColumn(_APPENDED, flag)
+
+
+def split_appended(df: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(all rows, rows not appended) of a `flag_appended` frame, stored once.
+
+    When the commits since gold's last build only appended files, the rows outside those
+    files are the rows of the version gold last read: both sides come from one read of
+    the current version instead of a second, time-travel read (its snapshot costs a
+    state reconstruction). Stored (a local checkpoint) because both sides are read by
+    several joins.
+    """
+    stored = df.localCheckpoint()
+    return (
+        stored.drop(_APPENDED),
+        stored.where(~F.col(_APPENDED)).drop(_APPENDED),
+    )
+
+
 def dates_of(appended: Mapping[str, list[deltalog.AddedFile]]) -> list[date | None]:
     """The event_date partitions (None: the null partition) holding appended rows."""
     values = {f.partition_values.get("event_date") for files in appended.values() for f in files}

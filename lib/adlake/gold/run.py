@@ -115,14 +115,19 @@ def build_gold(
             incremental = since is not None and appended is not None
             if since is not None and appended is not None:
                 pairs = inc.pairs_of(spark, appended, clicks, creatives)
-                # impressions, clicks, conversions at the versions gold last read
-                before = [silver(s, since[s.relative_path]) for s in inc.EVENT_SOURCES]
+                # Impressions, clicks, conversions at the versions gold last read: read by
+                # time travel only when OPTIMIZE moved rows since (otherwise they are the
+                # current rows outside the appended files).
+                before = (
+                    tuple(silver(s, since[s.relative_path]) for s in inc.EVENT_SOURCES)
+                    if inc.rearranged_since(spark, cfg, since, pinned)
+                    else None
+                )
                 try:
                     _attribution_incremental(
                         spark, cfg, stamp, pairs,
-                        new=(impressions, clicks, conversions),
-                        old=(before[0], before[1], before[2]),
-                        creatives=creatives, written=written,
+                        new=(impressions, clicks, conversions), old=before,
+                        appended=appended, creatives=creatives, written=written,
                     )  # fmt: skip
                 except Exception as exc:
                     if not inc.time_travel_gone(exc):
@@ -234,7 +239,8 @@ def _attribution_incremental(
     stamp: str,
     pairs: DataFrame,
     new: tuple[DataFrame, DataFrame, DataFrame],
-    old: tuple[DataFrame, DataFrame, DataFrame],
+    old: tuple[DataFrame, ...] | None,
+    appended: dict[str, list[deltalog.AddedFile]],
     creatives: DataFrame,
     written: dict[str, int],
 ) -> None:
@@ -244,27 +250,52 @@ def _attribution_incremental(
     Silver is read for the pairs' users only (a broadcast semi-join on user_id); touches are
     built from the pairs' clicks and impressions plus the impressions that serve those
     clicks their website (same user and creative, any campaign), and only the pairs'
-    touches and conversions go on to the paths and models.
+    touches and conversions go on to the paths and models. `old` holds impressions, clicks
+    and conversions at the versions gold last read; None when the commits since only
+    appended files, and those rows are then the current ones outside `appended`, split
+    from one stored read of the current version.
     """
     params = cfg.attribution
     # The pairs' users: silver is narrowed to them first (a cheap broadcast semi-join on one
     # column) before the campaign fill and the pair joins.
     users = pairs.select("user_id").distinct().cache()
+    creatives = creatives.localCheckpoint()  # in every campaign fill below: one table read
 
-    def touches_of(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
-        pair_clicks = inc.of_pairs(fill_campaign(inc.of_users(clicks, users), creatives), pairs)
-        serving = inc.pair_or_served(
-            fill_campaign(inc.of_users(impressions, users), creatives), pairs, pair_clicks
+    def pair_clicks(clicks: DataFrame) -> DataFrame:
+        return inc.of_pairs(fill_campaign(inc.of_users(clicks, users), creatives), pairs)
+
+    def serving(impressions: DataFrame, clicks: DataFrame) -> DataFrame:
+        return inc.pair_or_served(
+            fill_campaign(inc.of_users(impressions, users), creatives), pairs, clicks
         )
-        return inc.of_pairs(build_touches(serving, pair_clicks, creatives), pairs)
 
-    touches = touches_of(new[0], new[1]).cache()
-    conversions = inc.of_pairs(new[2], pairs)
-    old_touches = touches_of(old[0], old[1])
-    old_conversions = inc.of_pairs(old[2], pairs)
+    if old is None:
+
+        def scan(df: DataFrame, spec: TableSpec) -> DataFrame:
+            return inc.flag_appended(df, appended.get(spec.relative_path, []))
+
+        now_clicks, old_clicks = inc.split_appended(pair_clicks(scan(new[1], SILVER_CLICKS)))
+        now_impressions, old_impressions = inc.split_appended(
+            serving(scan(new[0], SILVER_IMPRESSIONS), now_clicks)
+        )
+        # only those serving the clicks that were there then
+        old_impressions = inc.pair_or_served(old_impressions, pairs, old_clicks)
+        now_conversions, old_conversions = inc.split_appended(
+            inc.of_pairs(scan(new[2], SILVER_CONVERSIONS), pairs)
+        )
+    else:
+        now_clicks = pair_clicks(new[1])
+        now_impressions = serving(new[0], now_clicks)
+        now_conversions = inc.of_pairs(new[2], pairs)
+        old_clicks = pair_clicks(old[1])
+        old_impressions = serving(old[0], old_clicks)
+        old_conversions = inc.of_pairs(old[2], pairs)
+
+    touches = inc.of_pairs(build_touches(now_impressions, now_clicks, creatives), pairs).cache()
+    old_touches = inc.of_pairs(build_touches(old_impressions, old_clicks, creatives), pairs)
     counts = inc.updated_counts(
         storage.read_table(spark, GOLD_MARKOV_TRANSITIONS.location(cfg)),
-        added=markov_transition_counts(touches, conversions, params),
+        added=markov_transition_counts(touches, now_conversions, params),
         removed=markov_transition_counts(old_touches, old_conversions, params),
     )
     weights = _write_counts(spark, cfg, counts, stamp)
@@ -276,16 +307,16 @@ def _attribution_incremental(
     other_channels = inc.of_pairs(
         storage.read_table(spark, GOLD_CONVERSION_CHANNELS.location(cfg)), pairs, keep=False
     )
-    fresh = attribute_conversions(conversions, touches, params, markov_weights=weights).withColumn(
-        "event_date", utc_date(F.col("conversion_ts"))
-    )
+    fresh = attribute_conversions(
+        now_conversions, touches, params, markov_weights=weights
+    ).withColumn("event_date", utc_date(F.col("conversion_ts")))
     restated = (
         kept.unionByName(markov_credits(other_channels, weights, params.markov_channel))
         .unionByName(fresh)
         .localCheckpoint()  # the table is read above and replaced below
     )
     channels = other_channels.unionByName(
-        conversion_channels(conversions, touches, params)
+        conversion_channels(now_conversions, touches, params)
     ).localCheckpoint()
     _replace(channels, GOLD_CONVERSION_CHANNELS, cfg, stamp, {})
     _replace(restated, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
