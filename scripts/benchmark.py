@@ -13,10 +13,10 @@ and a markdown table beside it. The targets of issue 9 live here (TARGETS), neve
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import platform
+import runpy
 import shutil
 import threading
 import time
@@ -394,17 +394,13 @@ def gold(spark: SparkSession, workdir: Path) -> dict[str, Any]:
         "incremental_seconds": incremental_s,
         "incremental_share": round(incremental_s / full_s, 3),
     }
-    script = importlib.util.spec_from_file_location(
-        "duckdb_gold", Path(__file__).with_name("duckdb_gold.py")
-    )
-    assert script is not None and script.loader is not None
-    duckdb_gold = importlib.util.module_from_spec(script)
-    script.loader.exec_module(duckdb_gold)  # scripts/ is not a package
+    # scripts/ is not a package: the sibling script's functions, from its file.
+    duckdb_gold = runpy.run_path(str(Path(__file__).with_name("duckdb_gold.py")))
     parquet = workdir / "duckdb-silver"
-    duckdb_gold.export_silver(spark, cfg.paths.lakehouse, parquet)
-    duck = duckdb_gold.run_duckdb(parquet, cfg.attribution)
+    duckdb_gold["export_silver"](spark, cfg.paths.lakehouse, parquet)
+    duck = duckdb_gold["run_duckdb"](parquet, cfg.attribution)
     result["duckdb_seconds"] = round(duck["seconds"], 3)
-    result["duckdb_check"] = duckdb_gold.compare_with_gold(spark, cfg.paths.lakehouse, duck)
+    result["duckdb_check"] = duckdb_gold["compare_with_gold"](spark, cfg.paths.lakehouse, duck)
     result["ratio_vs_duckdb"] = round(full_s / duck["seconds"], 1)
     return result
 
@@ -568,13 +564,13 @@ class SilverObserver:
             if latest is None or latest <= self.version_seen:
                 continue
             added = deltalog.appended_files(self.spark, self.path, self.version_seen, latest)
-            if added is None:  # e.g. an OPTIMIZE: its files would be taken for new rows
+            if added is None:  # rows removed or rewritten: the new files are not new rows
                 raise RuntimeError(
                     f"silver changed other than by appends during the stream benchmark "
                     f"(versions {self.version_seen + 1}-{latest})"
                 )
             now = time.time()
-            for f in added:
+            for f in added.files:
                 local = f.path.removeprefix("file:")
                 column = pq.read_table(local, columns=["_source_file"]).column(0)
                 for source_file in column.unique().to_pylist():

@@ -16,10 +16,10 @@ does at 1M). Appends {"stage": "gold", ...} to benchmarks/results.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
+import runpy
 import shutil
 import time
 from datetime import datetime, timezone
@@ -56,17 +56,6 @@ def workdir_overlap(silver: Path, workdir: Path) -> str | None:
             "that does not contain it either"
         )
     return None
-
-
-def _benchmark_script() -> Any:
-    """scripts/benchmark.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "benchmark", Path(__file__).with_name("benchmark.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main() -> None:
@@ -140,8 +129,10 @@ def main() -> None:
     result["gold_rerun_unchanged_seconds"] = round(time.monotonic() - started, 1)
     # A 1 % increment, as scripts/benchmark.py measures it at 1M: appended silver rows of
     # returning users on the newest day, then an incremental build.
-    bench = _benchmark_script()
-    result["increment_rows"] = bench.append_silver_increment(spark, cfg, bench.INCREMENT_SHARE)
+    bench = runpy.run_path(str(Path(__file__).with_name("benchmark.py")))  # not a package
+    result["increment_rows"] = bench["append_silver_increment"](
+        spark, cfg, bench["INCREMENT_SHARE"]
+    )
     started = time.monotonic()
     build_gold(spark, cfg)
     result["gold_increment_seconds"] = round(time.monotonic() - started, 1)

@@ -3,6 +3,9 @@
 packages, excludes, master, driver-memory, driver-java-options, lakehouse: print that setting.
 submit-packages: the packages spark-submit still needs as --packages: none when set-up has
   written them as local jars into spark-defaults.conf, else all of them.
+jars-inputs: what set-up's jar step needs, one per line (one interpreter start, not four):
+  excludes, the launch settings (driver memory, then driver Java options), the
+  spark-defaults.conf path, submit-packages.
 write-spark-defaults --classpath FILE: write the jars of a Maven classpath (comma-separated,
   as `mvn dependency:build-classpath` wrote it, excludes already applied) as spark.jars into
   the spark-defaults.conf that spark-submit reads, leaving out jars Spark already ships, and
@@ -42,6 +45,11 @@ def jars_to_add(classpath: list[str], shipped: list[str]) -> list[str]:
     return [j for j in classpath if _artifact(j) not in have]
 
 
+def _submit_packages(packages: tuple[str, ...]) -> str:
+    configured = packages_configured_as_jars(packages, read_spark_defaults(spark_defaults_path()))
+    return "" if configured else ",".join(packages)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -54,6 +62,7 @@ def main() -> None:
             "driver-java-options",
             "lakehouse",
             "submit-packages",
+            "jars-inputs",
             "write-spark-defaults",
         ],
     )
@@ -70,9 +79,13 @@ def main() -> None:
     elif args.what == "lakehouse":
         print(cfg.paths.lakehouse)
     elif args.what == "submit-packages":
-        defaults = read_spark_defaults(spark_defaults_path())
-        configured = packages_configured_as_jars(cfg.jvm.packages, defaults)
-        print("" if configured else ",".join(cfg.jvm.packages))
+        print(_submit_packages(cfg.jvm.packages))
+    elif args.what == "jars-inputs":
+        conf = cfg.spark.conf
+        print(",".join(cfg.jvm.excludes))
+        print(conf.get("spark.driver.memory", ""), conf.get("spark.driver.extraJavaOptions", ""))
+        print(spark_defaults_path())
+        print(_submit_packages(cfg.jvm.packages))
     elif args.what == "write-spark-defaults":
         if args.classpath is None:
             parser.error("write-spark-defaults needs --classpath")

@@ -74,14 +74,14 @@ done
 # them with jvm.excludes applied to every dependency (what --exclude-packages does), and the
 # driver's launch-time settings; redone only when the config's packages, excludes or those
 # settings or the pyspark install change.
-excludes=$(.venv/bin/python scripts/jvm_args.py excludes --config "$CONFIG")
-launch=$(.venv/bin/python scripts/jvm_args.py driver-memory --config "$CONFIG")
-launch+=" $(.venv/bin/python scripts/jvm_args.py driver-java-options --config "$CONFIG")"
-defaults=$(.venv/bin/python -c 'from adlake.session import spark_defaults_path; print(spark_defaults_path())')
+inputs=$(.venv/bin/python scripts/jvm_args.py jars-inputs --config "$CONFIG") \
+  || die "could not read the JVM settings of $CONFIG"
+# (the last line is empty when no package is missing, and $(...) drops a trailing newline)
+{ read -r excludes; read -r launch; read -r defaults; read -r submit_packages || true; } <<< "$inputs"
 jars_stamp="$(dirname "$defaults")/.adlake-jars"
 jars_want=$(printf '%s\n' "$packages" "$excludes" "$launch" "$m2" "$defaults" | sha256sum | cut -c1-16)
 if [ ! -f "$jars_stamp" ] || [ "$(cat "$jars_stamp")" != "$jars_want" ] \
-  || [ -n "$(.venv/bin/python scripts/jvm_args.py submit-packages --config "$CONFIG")" ]; then
+  || [ -n "$submit_packages" ]; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   exclusions=""

@@ -215,3 +215,34 @@ def test_stored_times_are_utc_on_a_host_in_another_zone(
         r[0] for r in _table(spark, cfg, "bronze/impressions").select("_ingestion_date").collect()
     }
     assert dates == {datetime.fromtimestamp(stamps[0], timezone.utc).date()}
+
+
+def test_blind_and_checked_idempotent_appends_see_each_other(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A blind append (`known_new`, tagged) and a checked one (Delta's txnAppId) of the same
+    writer recognise each other's versions, as Delta does its own: a version not above the
+    writer's last one is skipped, whichever way that one was written."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    from adlake import storage
+    from adlake.tables import TableSpec
+
+    spec = TableSpec("t.appends", "t/appends", StructType([StructField("v", LongType())]))
+    location = str(tmp_path / "appends")
+    storage.ensure_table(spark, spec, location)
+
+    def append(value: int, writer: str, version: int, known_new: bool = False) -> None:
+        df = spark.createDataFrame([(value,)], spec.schema)
+        storage.append_idempotent(df, spec, location, writer, version, known_new=known_new)
+
+    append(1, "w", 1, known_new=True)
+    append(2, "w", 1)  # replay of version 1: the blind append's tag is found, skipped
+    append(3, "w", 0)  # older than the last version: skipped, as Delta skips it
+    append(4, "other", 1)  # another writer's versions are its own
+    append(5, "w", 2)  # checked, goes in with Delta's txn action
+    append(6, "w", 2, known_new=False)  # Delta's own check skips it
+    append(7, "w", 3, known_new=True)
+    append(8, "w", 3)
+    values = sorted(r["v"] for r in spark.read.format("delta").load(location).collect())
+    assert values == [1, 4, 5, 7]

@@ -954,14 +954,16 @@ def test_with_dedup_key_names_missing_columns(spark: SparkSession) -> None:
 
 
 def test_canonical_id_trims_exactly_ascii_whitespace(spark: SparkSession) -> None:
-    """Every ASCII whitespace character is trimmed at both ends; inner blanks and a
-    non-breaking space (not ASCII whitespace) are kept; all-blank becomes null."""
+    """Every ASCII whitespace character is trimmed at both ends; inner blanks, a
+    non-breaking space and other control characters are kept; all-blank becomes null."""
     schema = StructType([StructField("raw", StringType())])
-    raws = [" \t\n\u000b\f\ra b\r\n", "\u00a0x", " \t ", None]
+    raws = [" \t\n\u000b\f\ra b\r\n", "\u00a0x", " \t ", None, "", "x", "ab\t", "\fab"]
+    raws += ["\u0001x", "x\u0001", " \u0001 x\u0001\t"]
     got = [
         r[0]
         for r in spark.createDataFrame([(v,) for v in raws], schema)
         .select(standardize.canonical_id(F.col("raw")))
         .collect()
     ]
-    assert got == ["a b", "\u00a0x", None, None]
+    expected = ["a b", "\u00a0x", None, None, None, "x", "ab", "ab"]
+    assert got == [*expected, "\u0001x", "x\u0001", "\u0001 x\u0001"]

@@ -184,18 +184,27 @@ def _commit_actions(
     return [json.loads(line) for line in str(text).splitlines() if line.strip()]
 
 
-def appended_files(
-    spark: SparkSession, location: str, after: int, upto: int
-) -> list[AddedFile] | None:
+@dataclass(frozen=True)
+class Appends:
+    """What commits that only appended rows did: the files they added, and whether OPTIMIZE
+    also moved rows into other files (a remove with dataChange = false) among them."""
+
+    files: list[AddedFile]
+    moved: bool
+
+
+def appended_files(spark: SparkSession, location: str, after: int, upto: int) -> Appends | None:
     """Files added by the commits (after, upto] when those commits only appended rows.
 
     Read from the commit files, no Spark job. None when the change is not a pure append,
     so the caller must recompute from scratch: a commit file is gone, a commit removed or
     rewrote rows (a remove with dataChange), changed the schema or properties (metaData), or
     added a file with a deletion vector. OPTIMIZE's adds and removes (dataChange = false)
-    move rows without changing them and are skipped.
+    move rows without changing them: skipped, and reported as `moved`, since the rows of
+    version `after` are then no longer the current rows outside the appended files.
     """
     added: list[AddedFile] = []
+    moved = False
     base = location.rstrip("/")
     for version in range(after + 1, upto + 1):
         actions = _commit_actions(spark, location, version)
@@ -204,8 +213,10 @@ def appended_files(
         for action in actions:
             if "metaData" in action:
                 return None
-            if "remove" in action and action["remove"].get("dataChange", True):
-                return None
+            if "remove" in action:
+                if action["remove"].get("dataChange", True):
+                    return None
+                moved = True
             add = action.get("add")
             if add is None or not add.get("dataChange", True):
                 continue
@@ -218,21 +229,22 @@ def appended_files(
                 else (f"{base}/{relative}")
             )
             added.append(AddedFile(full, dict(add.get("partitionValues") or {})))
-    return added
+    return Appends(added, moved)
 
 
-def files_rearranged(spark: SparkSession, location: str, after: int, upto: int) -> bool:
-    """True when a commit in (after, upto] moved rows into other files without changing them
-    (OPTIMIZE: a remove with dataChange = false), or a commit file is gone: the rows of
-    version `after` are then no longer the current rows outside the files appended since.
-    Commit files only, no Spark job."""
-    for version in range(after + 1, upto + 1):
-        actions = _commit_actions(spark, location, version)
-        if actions is None:
-            return True
-        if any("remove" in a and not a["remove"].get("dataChange", True) for a in actions):
-            return True
-    return False
+def last_write_of(spark: SparkSession, location: str, writer: str, lookback: int) -> int | None:
+    """The version (batch) of `writer`'s newest write among the table's newest `lookback`
+    commits: its Delta `txn` action, or the `WriteTag` of its blind append. None when none
+    of those commits is the writer's. Commit files only, no Spark job."""
+    for version in reversed(commit_versions(spark, location)[-lookback:]):
+        for action in _commit_actions(spark, location, version) or []:
+            txn = action.get("txn")
+            if txn is not None and txn.get("appId") == writer:
+                return int(txn["version"])
+            tag = WriteTag.parse((action.get("commitInfo") or {}).get("userMetadata"))
+            if tag is not None and tag.writer == writer:
+                return tag.batch
+    return None
 
 
 def rows_changed_by_others(
@@ -241,9 +253,10 @@ def rows_changed_by_others(
     """True unless the commits (after, upto] leave `app_id`'s rows as the caller knows them.
 
     They do when every commit file is still there, none removed or rewrote rows (a remove
-    with dataChange; OPTIMIZE's are not), and every idempotent write of `app_id` among them
-    (its `txn` action) is one of the caller's own versions `own`. Commit files only, no Spark
-    job: what lets a long-running writer keep its rows of a shared table in memory.
+    with dataChange; OPTIMIZE's are not), and every write of `app_id` among them (its `txn`
+    action, or its `WriteTag` for a blind append) is one of the caller's own versions `own`.
+    Commit files only, no Spark job: what lets a long-running writer keep its rows of a
+    shared table in memory.
     """
     for version in range(after + 1, upto + 1):
         actions = _commit_actions(spark, location, version)
@@ -254,5 +267,8 @@ def rows_changed_by_others(
                 return True
             txn = action.get("txn")
             if txn is not None and txn.get("appId") == app_id and txn.get("version") not in own:
+                return True
+            tag = WriteTag.parse((action.get("commitInfo") or {}).get("userMetadata"))
+            if tag is not None and tag.writer == app_id and tag.batch not in own:
                 return True
     return False

@@ -28,7 +28,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from adlake import clock, deltalog, faults, metrics, storage
+from adlake import clock, deltalog, faults, metrics, schemas, storage
 from adlake.bronze import parse, readers
 from adlake.bronze.filelog import (
     ConcurrentRunError,
@@ -108,10 +108,8 @@ class BronzeIngestor:
         storage.ensure_table(self.spark, INGEST_FILE_LOG, self.log_path)
 
     def ensure_landing_dir(self) -> None:
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        path = jvm.org.apache.hadoop.fs.Path(self.landing_dir)
-        path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()).mkdirs(path)
+        fs, path = deltalog.fs_path(self.spark, self.landing_dir)
+        fs.mkdirs(path)
 
     # -- entry points ---------------------------------------------------------------------
     def run_batch(self) -> list[RunResult]:
@@ -131,8 +129,7 @@ class BronzeIngestor:
 
     def start_stream(self, trigger: str) -> StreamingQuery:
         """Start a stream that discovers new files and ingests each micro-batch of them."""
-        self.ensure_tables()
-        self.ensure_landing_dir()
+        self.prepare()
         discovered = (
             self.spark.readStream.format("binaryFile")
             .schema(_BINARY_FILE_SCHEMA)
@@ -218,7 +215,12 @@ class BronzeIngestor:
             log.warning("%s: redoing run %d left pending by a crash", self.source, pending.run_seq)
             results.append(
                 self._execute(
-                    pending.run_seq, pending.files, pending.ingested_at, mode, pending.stats
+                    pending.run_seq,
+                    pending.files,
+                    pending.ingested_at,
+                    mode,
+                    pending.stats,
+                    redo=True,
                 )
             )
 
@@ -306,12 +308,21 @@ class BronzeIngestor:
         stats: dict[str, FileStats],
         token: str | None = None,
     ) -> None:
-        """Append (path, status) rows of one run: its plan (+ changed rows) or its commit."""
+        """Append (path, status) rows of one run: its plan (+ changed rows) or its commit.
+
+        Only the plan takes Delta's idempotent-write check, which decides the run number's
+        owner (`_plan`); the owner writes the commit rows once, in a blind append."""
         rows = file_log_rows(self.source, run_seq, entries, mode, logged_at, counts, stats)
         df = self.spark.createDataFrame(rows, INGEST_FILE_LOG.schema)
         version = log_version(run_seq, entries)
         storage.append_idempotent(
-            df, INGEST_FILE_LOG, self.log_path, self.log_app_id, version, user_metadata=token
+            df,
+            INGEST_FILE_LOG,
+            self.log_path,
+            self.log_app_id,
+            version,
+            user_metadata=token,
+            known_new=token is None,
         )
         if self._log is not None:
             self._log.rows.extend(log_view_rows(rows))
@@ -325,13 +336,18 @@ class BronzeIngestor:
         mode: str,
         stats: dict[str, FileStats],
         changed_files: int = 0,
+        redo: bool = False,
     ) -> RunResult:
         """Append a planned run's good records to bronze and its rejects to quarantine.
 
         One read of the files parses them and writes bronze, counting every record per file
         and reason on the way (`DataFrame.observe`), so nothing is cached or counted twice.
-        Only files that had rejects are read again, for the quarantine append. A redo after
-        a crash, whose bronze append Delta may already hold, counts in a separate pass.
+        Only files that had rejects are read again, for the quarantine append.
+
+        A first attempt's appends are blind: no earlier attempt of a run planned just now
+        can have written. A `redo` (a run a crash left pending) first asks each table whether
+        it holds the run's rows (`_holds_run`) and appends only where it does not; when
+        bronze does, the records are counted in a separate pass.
         """
         started = time.monotonic()
         corrupt: dict[str, str] = {}
@@ -341,7 +357,7 @@ class BronzeIngestor:
                 parse.with_ingest_metadata(ingested_at, run_seq)
             )
             try:
-                tally = self._append_bronze(parsed, files, run_seq)
+                tally = self._append_bronze(parsed, files, run_seq, redo)
                 break
             except Exception as exc:
                 blamed = blamed_file(exc, readable)
@@ -354,7 +370,7 @@ class BronzeIngestor:
                     "%s run %d: quarantining unreadable file %s", self.source, run_seq, blamed
                 )
         faults.crash_point(faults.BRONZE_AFTER_APPEND)
-        if tally.bad:
+        if tally.bad and not (redo and self._holds_run(self.quarantine_path, run_seq)):
             rejects = (
                 self._parse(
                     tally.with_rejects(readable),
@@ -365,7 +381,12 @@ class BronzeIngestor:
                 .transform(parse.quarantine_rows(self.source))
             )
             storage.append_idempotent(
-                rejects, BRONZE_QUARANTINE, self.quarantine_path, self.app_id, run_seq
+                rejects,
+                BRONZE_QUARANTINE,
+                self.quarantine_path,
+                self.app_id,
+                run_seq,
+                known_new=True,
             )
         faults.crash_point(faults.BRONZE_AFTER_QUARANTINE)
         faults.crash_point(faults.BRONZE_BEFORE_COMMIT)
@@ -404,16 +425,21 @@ class BronzeIngestor:
         )
         return result
 
-    def _append_bronze(self, parsed: DataFrame, files: list[str], run_seq: int) -> parse.Tally:
-        """Append the good records (idempotent on run_seq) and return every record's tally.
+    def _append_bronze(
+        self, parsed: DataFrame, files: list[str], run_seq: int, redo: bool
+    ) -> parse.Tally:
+        """Append the good records and return every record's tally (observed as they go in).
 
-        When Delta skips the append because this run's version is already in the table (the
-        redo of a run a crash interrupted after its append), nothing was observed, so the
-        records are counted in one more pass instead.
+        A redo whose first attempt's append is in bronze already appends nothing, so
+        nothing is observed: the records are counted in one more pass instead.
         """
-        before = deltalog.latest_version(self.spark, self.bronze_path)
-        observation = Observation(f"bronze-{self.source}-{run_seq}-{time.monotonic_ns()}")
         metrics = parse.tally_metrics(files, line_buckets=self.source in readers.LINE_SOURCES)
+        if redo and self._holds_run(self.bronze_path, run_seq):
+            log.info("%s run %d: bronze holds this run; counting its records", self.source, run_seq)
+            totals = parsed.agg(*metrics).first()
+            assert totals is not None  # a global aggregate always has one row
+            return parse.Tally.from_metrics(files, totals.asDict())
+        observation = Observation(f"bronze-{self.source}-{run_seq}-{time.monotonic_ns()}")
         observed = parsed.observe(observation, *metrics)
         storage.append_idempotent(
             observed.transform(parse.bronze_rows),
@@ -421,15 +447,17 @@ class BronzeIngestor:
             self.bronze_path,
             self.app_id,
             run_seq,
+            known_new=True,
         )
-        if deltalog.latest_version(self.spark, self.bronze_path) != before:
-            return parse.Tally.from_metrics(files, observation.get)
-        log.info(
-            "%s run %d: bronze already holds this run; counting its records", self.source, run_seq
-        )
-        totals = parsed.agg(*metrics).first()
-        assert totals is not None  # a global aggregate always has one row
-        return parse.Tally.from_metrics(files, totals.asDict())
+        return parse.Tally.from_metrics(files, observation.get)
+
+    def _holds_run(self, location: str, run_seq: int) -> bool:
+        """Whether the table holds rows of this source's run `run_seq` (asked by a redo only):
+        one small job, pruned by `_run_seq` statistics. An empty append is safe to redo."""
+        rows = storage.read_table(self.spark, location).where(F.col(schemas.RUN_SEQ) == run_seq)
+        if location == self.quarantine_path:
+            rows = rows.where(F.col("source") == self.source)
+        return not rows.isEmpty()
 
     def _parse(
         self,

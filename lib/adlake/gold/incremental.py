@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -88,25 +89,36 @@ def built_from(
     return since
 
 
+@dataclass(frozen=True)
+class Appended:
+    """Files appended to each event table since gold's last build (by relative path), and
+    whether OPTIMIZE moved rows of any of them into other files since (`deltalog.Appends`)."""
+
+    files: dict[str, list[deltalog.AddedFile]]
+    moved: bool
+
+
 def appended_since(
     spark: SparkSession, cfg: AppConfig, since: Mapping[str, int], pinned: Mapping[str, int | None]
-) -> dict[str, list[deltalog.AddedFile]] | None:
+) -> Appended | None:
     """Files appended to each event table since `since`; None when any change was not an append."""
-    appended: dict[str, list[deltalog.AddedFile]] = {}
+    files: dict[str, list[deltalog.AddedFile]] = {}
+    moved = False
     for spec in EVENT_SOURCES:
         upto = pinned[spec.relative_path]
         assert upto is not None
-        files = deltalog.appended_files(spark, spec.location(cfg), since[spec.relative_path], upto)
-        if files is None:
+        found = deltalog.appended_files(spark, spec.location(cfg), since[spec.relative_path], upto)
+        if found is None:
             log.info("gold: %s changed other than by appends, full rebuild", spec.name)
             return None
-        if not deltalog.all_exist(spark, (f.path for f in files)):
+        if not deltalog.all_exist(spark, (f.path for f in found.files)):
             # Compacted by OPTIMIZE and then removed by VACUUM since gold's last build.
             log.warning("gold: files appended to %s since the last build were vacuumed; "
                         "rebuilding in full", spec.name)  # fmt: skip
             return None
-        appended[spec.relative_path] = files
-    return appended
+        files[spec.relative_path] = found.files
+        moved = moved or found.moved
+    return Appended(files, moved)
 
 
 def funnel_dates(
@@ -137,10 +149,10 @@ def funnel_dates(
         then, now = inputs.get(spec.relative_path), pinned[spec.relative_path]
         if then is None or now is None or then > now:
             return None
-        files = deltalog.appended_files(spark, spec.location(cfg), then, now)
-        if files is None or not deltalog.all_exist(spark, (f.path for f in files)):
+        found = deltalog.appended_files(spark, spec.location(cfg), then, now)
+        if found is None or not deltalog.all_exist(spark, (f.path for f in found.files)):
             return None
-        for f in files:
+        for f in found.files:
             value = f.partition_values.get("event_date")
             if value is None:
                 return None
@@ -159,18 +171,6 @@ def funnel_dates(
                 return None
             dates.add(row[0])
     return sorted(dates)
-
-
-def rearranged_since(
-    spark: SparkSession, cfg: AppConfig, since: Mapping[str, int], pinned: Mapping[str, int | None]
-) -> bool:
-    """True when OPTIMIZE moved rows of an event table into other files since `since`."""
-    for spec in EVENT_SOURCES:
-        upto = pinned[spec.relative_path]
-        assert upto is not None
-        if deltalog.files_rearranged(spark, spec.location(cfg), since[spec.relative_path], upto):
-            return True
-    return False
 
 
 _APPENDED = "_appended"

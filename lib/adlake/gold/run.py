@@ -114,20 +114,20 @@ def build_gold(
             appended = None if since is None else inc.appended_since(spark, cfg, since, pinned)
             incremental = since is not None and appended is not None
             if since is not None and appended is not None:
-                pairs = inc.pairs_of(spark, appended, clicks, creatives)
+                pairs = inc.pairs_of(spark, appended.files, clicks, creatives)
                 # Impressions, clicks, conversions at the versions gold last read: read by
                 # time travel only when OPTIMIZE moved rows since (otherwise they are the
                 # current rows outside the appended files).
                 before = (
                     tuple(silver(s, since[s.relative_path]) for s in inc.EVENT_SOURCES)
-                    if inc.rearranged_since(spark, cfg, since, pinned)
+                    if appended.moved
                     else None
                 )
                 try:
                     _attribution_incremental(
                         spark, cfg, stamp, pairs,
                         new=(impressions, clicks, conversions), old=before,
-                        appended=appended, creatives=creatives, written=written,
+                        appended=appended.files, creatives=creatives, written=written,
                     )  # fmt: skip
                 except Exception as exc:
                     if not inc.time_travel_gone(exc):
@@ -163,7 +163,7 @@ def build_gold(
             table = campaign_daily(impressions, clicks, conversions, creatives)
             _replace(table, spec, cfg, stamp, written)
             return
-        dates = inc.dates_of(appended)
+        dates = inc.dates_of(appended.files)
 
         def on(df: DataFrame) -> DataFrame:
             return df.where(inc.date_in("event_date", dates))

@@ -264,7 +264,11 @@ class SilverProcessor:
             )
         faults.crash_point(faults.SILVER_BEFORE_AUDIT)
         if stats.rows_in:
-            self._write_audit(row, stats, started, txn_app)
+            # A MERGE of this attempt that inserted rows proves that no earlier attempt of the
+            # batch got as far as its audit row (it would have stored them): the audit append
+            # can skip Delta's idempotency check, which costs a state reconstruction.
+            fresh = any(c.inserted and c.replayed_from is None for c in (written, quarantined))
+            self._write_audit(row, stats, started, txn_app, known_new=fresh)
         faults.crash_point(faults.SILVER_AFTER_AUDIT)
         metrics.record_batch(
             JOB,
@@ -320,7 +324,7 @@ class SilverProcessor:
         return newest - timedelta(seconds=self.cfg.silver.late_after_seconds)
 
     def _write_audit(
-        self, row: AuditRow, stats: BatchStats, started: datetime, txn_app: str
+        self, row: AuditRow, stats: BatchStats, started: datetime, txn_app: str, known_new: bool
     ) -> None:
         audit = self.spark.createDataFrame(
             [
@@ -355,6 +359,7 @@ class SilverProcessor:
             BATCH_AUDIT.location(self.cfg),
             writer_id(row.source, txn_app),
             row.batch_id,
+            known_new=known_new,
         )
 
 
