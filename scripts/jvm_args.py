@@ -6,6 +6,8 @@ submit-packages: the packages spark-submit still needs as --packages: none when 
 jars-inputs: what set-up's jar step needs, one per line (one interpreter start, not four):
   excludes, the launch settings (driver memory, then driver Java options), the
   spark-defaults.conf path, submit-packages.
+submit-inputs: what scripts/spark_submit.sh needs, one per line (one start, not five):
+  submit-packages, excludes, master, driver-memory, driver-java-options.
 write-spark-defaults --classpath FILE: write the jars of a Maven classpath (comma-separated,
   as `mvn dependency:build-classpath` wrote it, excludes already applied) as spark.jars into
   the spark-defaults.conf that spark-submit reads, leaving out jars Spark already ships, and
@@ -63,6 +65,7 @@ def main() -> None:
             "lakehouse",
             "submit-packages",
             "jars-inputs",
+            "submit-inputs",
             "write-spark-defaults",
         ],
     )
@@ -80,6 +83,12 @@ def main() -> None:
         print(cfg.paths.lakehouse)
     elif args.what == "submit-packages":
         print(_submit_packages(cfg.jvm.packages))
+    elif args.what == "submit-inputs":
+        print(_submit_packages(cfg.jvm.packages))
+        print(",".join(cfg.jvm.excludes))
+        print(cfg.spark.master or "")
+        print(cfg.spark.conf.get("spark.driver.memory", ""))
+        print(cfg.spark.conf.get("spark.driver.extraJavaOptions", ""))
     elif args.what == "jars-inputs":
         conf = cfg.spark.conf
         print(",".join(cfg.jvm.excludes))

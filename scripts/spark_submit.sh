@@ -13,11 +13,10 @@ py="$PWD/.venv/bin/python"
 export SPARK_HOME="${SPARK_HOME:-$($py -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$py}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$py}"
-packages=$($py scripts/jvm_args.py submit-packages --config "$CONFIG")
-excludes=$($py scripts/jvm_args.py excludes --config "$CONFIG")
-master=$($py scripts/jvm_args.py master --config "$CONFIG")
-memory=$($py scripts/jvm_args.py driver-memory --config "$CONFIG")
-java_options=$($py scripts/jvm_args.py driver-java-options --config "$CONFIG")
+inputs=$($py scripts/jvm_args.py submit-inputs --config "$CONFIG")
+# One line each; $(...) drops trailing empty lines, so the last reads may find none.
+{ read -r packages || true; read -r excludes || true; read -r master || true
+  read -r memory || true; read -r java_options || true; } <<< "$inputs"
 args=()
 if [ -n "$packages" ]; then
   args+=(--packages "$packages")
