@@ -217,32 +217,52 @@ def test_stored_times_are_utc_on_a_host_in_another_zone(
     assert dates == {datetime.fromtimestamp(stamps[0], timezone.utc).date()}
 
 
-def test_blind_and_checked_idempotent_appends_see_each_other(
+def test_blind_and_checked_appends_are_both_found_as_the_writers_versions(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    """A blind append (`known_new`, tagged) and a checked one (Delta's txnAppId) of the same
-    writer recognise each other's versions, as Delta does its own: a version not above the
-    writer's last one is skipped, whichever way that one was written."""
+    """A blind append (`known_new`) carries its writer and version as a commit tag, a checked
+    one Delta's txn action: `deltalog.last_write_of` finds a writer's newest version either
+    way, past other writers' commits, and a stream's copy of the file log tells its own
+    versions from another writer's (`rows_changed_by_others`)."""
     from pyspark.sql.types import LongType, StructField, StructType
 
-    from adlake import storage
+    from adlake import deltalog, storage
     from adlake.tables import TableSpec
 
     spec = TableSpec("t.appends", "t/appends", StructType([StructField("v", LongType())]))
     location = str(tmp_path / "appends")
-    storage.ensure_table(spark, spec, location)
+    storage.ensure_table(spark, spec, location)  # version 0
 
     def append(value: int, writer: str, version: int, known_new: bool = False) -> None:
         df = spark.createDataFrame([(value,)], spec.schema)
         storage.append_idempotent(df, spec, location, writer, version, known_new=known_new)
 
-    append(1, "w", 1, known_new=True)
-    append(2, "w", 1)  # replay of version 1: the blind append's tag is found, skipped
-    append(3, "w", 0)  # older than the last version: skipped, as Delta skips it
-    append(4, "other", 1)  # another writer's versions are its own
-    append(5, "w", 2)  # checked, goes in with Delta's txn action
-    append(6, "w", 2, known_new=False)  # Delta's own check skips it
-    append(7, "w", 3, known_new=True)
-    append(8, "w", 3)
+    assert deltalog.last_write_of(spark, location, "w") is None
+    append(1, "w", 1, known_new=True)  # table version 1
+    append(2, "other", 7)  # 2
+    append(3, "other", 8, known_new=True)  # 3
+    assert deltalog.last_write_of(spark, location, "w") == 1
+    assert deltalog.last_write_of(spark, location, "other") == 8
+    append(4, "w", 2)  # 4, checked
+    append(5, "w", 2)  # Delta's check skips it: no version 5
+    assert deltalog.last_write_of(spark, location, "w") == 2
+    assert deltalog.latest_version(spark, location) == 4
+
+    def changed(after: int, upto: int, own: set[int]) -> bool:
+        return deltalog.rows_changed_by_others(spark, location, after, upto, "w", own)
+
+    assert (changed(0, 1, {1}), changed(0, 1, set())) == (False, True)
+    assert changed(1, 3, set()) is False  # only another writer's appends
+    assert (changed(3, 4, {2}), changed(3, 4, {1})) == (False, True)
     values = sorted(r["v"] for r in spark.read.format("delta").load(location).collect())
-    assert values == [1, 4, 5, 7]
+    assert values == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="WriteTag"):
+        storage.append_idempotent(
+            spark.createDataFrame([(6,)], spec.schema),
+            spec,
+            location,
+            "w",
+            3,
+            user_metadata="x",
+            known_new=True,
+        )

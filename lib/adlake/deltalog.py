@@ -232,11 +232,12 @@ def appended_files(spark: SparkSession, location: str, after: int, upto: int) ->
     return Appends(added, moved)
 
 
-def last_write_of(spark: SparkSession, location: str, writer: str, lookback: int) -> int | None:
-    """The version (batch) of `writer`'s newest write among the table's newest `lookback`
-    commits: its Delta `txn` action, or the `WriteTag` of its blind append. None when none
-    of those commits is the writer's. Commit files only, no Spark job."""
-    for version in reversed(commit_versions(spark, location)[-lookback:]):
+def last_write_of(spark: SparkSession, location: str, writer: str) -> int | None:
+    """The version (batch) of `writer`'s newest write to the table: its Delta `txn` action,
+    or the `WriteTag` of its blind append. None when no commit file still there is the
+    writer's. Commit files only, no Spark job, newest first: it reads the commits made since
+    the writer's last one (all of them for a writer that never wrote)."""
+    for version in reversed(commit_versions(spark, location)):
         for action in _commit_actions(spark, location, version) or []:
             txn = action.get("txn")
             if txn is not None and txn.get("appId") == writer:

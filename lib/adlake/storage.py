@@ -48,8 +48,6 @@ COMMIT_CONFLICTS: tuple[type[Exception], ...] = (
 )
 CONFLICT_ATTEMPTS = 4
 CONFLICT_BACKOFF_SECONDS = 0.5
-# Commits a replay looks back over for its first attempt's commit (newest first).
-REPLAY_LOOKBACK = 50
 
 T = TypeVar("T")
 
@@ -167,19 +165,16 @@ def append_idempotent(
     table. A caller whose own protocol already proves the table does not hold (app_id,
     version) passes `known_new`: a blind append then, its commit tagged with
     `deltalog.WriteTag(app_id, version)` as userMetadata instead of Delta's txn action.
-    Delta does not see such tags, so a checked append first looks for one among the newest
-    REPLAY_LOOKBACK commits (the writer's latest write there, txn or tag, as Delta does:
-    skipped when its version is not lower).
+    Delta's check does not see such tags: a writer that appends both ways must look for its
+    tags itself before a checked append (`deltalog.last_write_of`).
     """
     ordered = df.select(*[F.col(f.name).cast(f.dataType) for f in spec.schema.fields])
     writer = ordered.write.format("delta").mode("append").option("mergeSchema", "true")
     if known_new:
+        if user_metadata is not None:
+            raise ValueError("a known_new append carries its WriteTag as userMetadata")
         user_metadata = deltalog.WriteTag(app_id, version).user_metadata()
     else:
-        last = deltalog.last_write_of(df.sparkSession, location, app_id, REPLAY_LOOKBACK)
-        if last is not None and last >= version:
-            log.info("append %s: %s version %d is in the table already", spec.name, app_id, version)
-            return
         writer = writer.option("txnAppId", app_id).option("txnVersion", version)
     if user_metadata is not None:
         writer = writer.option("userMetadata", user_metadata)
@@ -320,6 +315,10 @@ def _merge_source_rows(
         rows = (info.get("operationMetrics") or {}).get("numSourceRows")
         return None if rows is None else int(rows)
     return None
+
+
+# Commits a replay looks back over for its first attempt's commit (newest first).
+REPLAY_LOOKBACK = 50
 
 
 def tagged_merge_counts(

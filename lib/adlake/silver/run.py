@@ -353,13 +353,16 @@ class SilverProcessor:
             ],
             BATCH_AUDIT.schema,
         )
+        location, writer = BATCH_AUDIT.location(self.cfg), writer_id(row.source, txn_app)
+        if not known_new:
+            # An earlier attempt may have appended this row blind (its MERGE inserted rows):
+            # Delta's check does not see that commit's tag, so look for it first.
+            last = deltalog.last_write_of(self.spark, location, writer)
+            if last is not None and last >= row.batch_id:
+                log.info("silver %s batch %d: audited already", row.source, row.batch_id)
+                return
         storage.append_idempotent(
-            audit,
-            BATCH_AUDIT,
-            BATCH_AUDIT.location(self.cfg),
-            writer_id(row.source, txn_app),
-            row.batch_id,
-            known_new=known_new,
+            audit, BATCH_AUDIT, location, writer, row.batch_id, known_new=known_new
         )
 
 
