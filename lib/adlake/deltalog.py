@@ -239,13 +239,20 @@ def last_write_of(spark: SparkSession, location: str, writer: str) -> int | None
     the writer's last one (all of them for a writer that never wrote)."""
     for version in reversed(commit_versions(spark, location)):
         for action in _commit_actions(spark, location, version) or []:
-            txn = action.get("txn")
-            if txn is not None and txn.get("appId") == writer:
-                return int(txn["version"])
-            tag = WriteTag.parse((action.get("commitInfo") or {}).get("userMetadata"))
-            if tag is not None and tag.writer == writer:
-                return tag.batch
+            written = _version_written(action, writer)
+            if written is not None:
+                return written
     return None
+
+
+def _version_written(action: dict[str, Any], writer: str) -> int | None:
+    """The version `writer` wrote, if this action says so: Delta's `txn` action of a checked
+    append, or the `WriteTag` in the commitInfo of a blind one."""
+    txn = action.get("txn")
+    if txn is not None and txn.get("appId") == writer:
+        return int(txn["version"])
+    tag = WriteTag.parse((action.get("commitInfo") or {}).get("userMetadata"))
+    return tag.batch if tag is not None and tag.writer == writer else None
 
 
 def rows_changed_by_others(
@@ -266,10 +273,7 @@ def rows_changed_by_others(
         for action in actions:
             if "remove" in action and action["remove"].get("dataChange", True):
                 return True
-            txn = action.get("txn")
-            if txn is not None and txn.get("appId") == app_id and txn.get("version") not in own:
-                return True
-            tag = WriteTag.parse((action.get("commitInfo") or {}).get("userMetadata"))
-            if tag is not None and tag.writer == app_id and tag.batch not in own:
+            written = _version_written(action, app_id)
+            if written is not None and written not in own:
                 return True
     return False
