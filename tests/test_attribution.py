@@ -48,7 +48,7 @@ from adlake.gold.models import (
     _validated_models,
     attribute_conversions,
 )
-from adlake.gold.touches import build_touches
+from adlake.gold.touches import build_touches, converting_touches
 from adlake.settings.gold import (
     ALL_MODELS,
     FIRST_TOUCH,
@@ -509,6 +509,97 @@ def test_build_touches(spark: SparkSession) -> None:
     )
     actual = build_touches(impressions, clicks, creatives)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_build_touches_serves_clicks_the_last_impression_in_touch_order(
+    spark: SparkSession,
+) -> None:
+    imp_schema = struct(
+        ("impression_id", STR),
+        ("event_ts", TS),
+        ("user_id", STR),
+        ("creative_id", STR),
+        ("campaign_id", STR),
+        ("website", STR),
+    )
+    impressions = spark.createDataFrame(
+        [
+            ("b", T, "u3", "cr1", "k1", "wB"),  # same instant: touch_id b after a
+            ("a", T, "u3", "cr1", "k1", "wA"),
+            (None, T - HOUR, "u4", "cr1", "k1", "wN"),  # a null touch_id sorts last
+            ("z", T - HOUR, "u4", "cr1", "k1", "wZ"),
+            ("p", T - 2 * HOUR, "u5", "cr1", "k1", "wP"),
+            ("q", T - HOUR, "u5", "cr1", "k1", None),  # no website: the one before serves
+            ("n", T - HOUR, None, "cr1", "k1", "wU"),  # null users match each other
+            ("r", None, "u6", "cr1", "k1", "wR"),  # no time: before every click
+            ("s", T - HOUR, "u7", None, "k1", "wS"),  # no creative: serves no click
+            ("t", T + HOUR, "u8", "cr1", "k1", "wT"),  # after the click
+            ("d", T - HOUR, "u9", "cr1", "k1", "wD"),
+            ("e", T - HOUR, "u9", "cr1", "k1", "wD"),  # same website twice: one match kept
+        ],
+        imp_schema,
+    )
+    clicks = spark.createDataFrame(
+        [
+            (f"c{user}", T, user, "k1", creative, "click")
+            for user, creative in [
+                ("u3", "cr1"), ("u4", "cr1"), ("u5", "cr1"), (None, "cr1"),
+                ("u6", "cr1"), ("u7", None), ("u8", "cr1"), ("u9", "cr1"),
+            ]
+        ]
+        + [("cu9", T, "u9", "k1", "cr1", "click")],  # a duplicate click keeps its row
+        struct(
+            ("event_id", STR),
+            ("event_ts", TS),
+            ("user_id", STR),
+            ("campaign_id", STR),
+            ("creative_id", STR),
+            ("conversion_type", STR),
+        ),
+    )  # fmt: skip
+    creatives = spark.createDataFrame(
+        [("cr1", "k1", "a1")],
+        struct(("creative_id", STR), ("campaign_id", STR), ("advertiser_id", STR)),
+    )
+    touches = build_touches(impressions, clicks, creatives).where(F.col("touch_type") == "click")
+    served = sorted((r["touch_id"], r["website"]) for r in touches.collect())
+    assert served == [
+        ("cNone", "wU"),
+        ("cu3", "wB"),
+        ("cu4", "wN"),
+        ("cu5", "wP"),
+        ("cu6", "wR"),
+        ("cu7", None),
+        ("cu8", None),
+        ("cu9", "wD"),
+        ("cu9", "wD"),
+    ]
+
+
+def test_converting_touches_keeps_the_pairs_that_have_a_conversion(spark: SparkSession) -> None:
+    touches = spark.createDataFrame(
+        [
+            imp("t1", T - HOUR, "u1", "k1", "w1"),  # u1/k1 converts
+            click("t2", T - 2 * HOUR, "u1", "k1", None),
+            imp("t3", T - HOUR, "u1", "k2", "w1"),  # u1 converts on k1 only
+            imp("t4", T - HOUR, "u2", "k1", "w1"),  # u2 has no conversion
+            ("t5", "impression", T - HOUR, None, "k1", "cr1", "w1"),  # null user: no pair
+            imp("t6", T + HOUR, "u3", "k3", "w1"),  # after the conversion: still its pair
+        ],
+        TOUCH_SCHEMA,
+    )
+    conversions = spark.createDataFrame(
+        [
+            ("v1", T, "u1", "k1", "cr1", "purchase", None),
+            ("v2", T, "u1", "k1", "cr1", "purchase", None),  # the pair twice: rows once
+            ("v3", T, None, "k1", "cr1", "purchase", None),
+            ("v4", T, "u3", "k3", "cr1", "purchase", None),
+        ],
+        CONVERSION_SCHEMA,
+    )
+    kept = converting_touches(touches, conversions)
+    assert kept.columns == touches.columns
+    assert sorted(r["touch_id"] for r in kept.collect()) == ["t1", "t2", "t6"]
 
 
 # --------------------------------------------------------------------------------- markov

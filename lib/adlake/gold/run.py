@@ -33,7 +33,13 @@ from adlake.gold.markov import (
     markov_transition_counts,
 )
 from adlake.gold.models import attribute_conversions
-from adlake.gold.touches import UNATTRIBUTED, build_touches, fill_campaign, utc_date
+from adlake.gold.touches import (
+    UNATTRIBUTED,
+    build_touches,
+    converting_touches,
+    fill_campaign,
+    utc_date,
+)
 from adlake.settings.gold import MARKOV
 from adlake.tables import (
     GOLD_BID_FUNNEL_DAILY,
@@ -220,17 +226,19 @@ def _attribution_full(
     written: dict[str, int],
 ) -> None:
     params = cfg.attribution
-    touches = touches.cache()  # read three times: counts, credits, channels
+    # The Markov paths read every touch once; credits and channels only the touches of
+    # converting pairs, a small share, stored once for both (touches are a cheap scan).
     weights = _write_counts(
         spark, cfg, markov_transition_counts(touches, conversions, params), stamp
     )
+    converting = converting_touches(touches, conversions).cache()
     credited = attribute_conversions(
-        conversions, touches, params, markov_weights=weights
+        conversions, converting, params, markov_weights=weights
     ).withColumn("event_date", utc_date(F.col("conversion_ts")))
-    channels = conversion_channels(conversions, touches, params)
+    channels = conversion_channels(conversions, converting, params)
     _replace(channels, GOLD_CONVERSION_CHANNELS, cfg, stamp, {})
     _replace(credited, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
-    touches.unpersist()
+    converting.unpersist()
 
 
 def _attribution_incremental(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, DoubleType, LongType, StringType, StructField, StructType
 
@@ -114,20 +114,55 @@ def build_touches(impressions: DataFrame, clicks: DataFrame, creatives: DataFram
         "creative_id",
         F.lit(None).cast("string").alias("website"),
     )
-    touches = fill_campaign(imp.unionByName(clk), creatives)
-    seen_before = (
-        Window.partitionBy("user_id", "creative_id")
-        .orderBy(*touch_order())
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    return fill_campaign(imp.unionByName(_with_served_website(clk, imp)), creatives).select(
+        *TOUCH_COLUMNS
     )
-    is_click = F.col("touch_type") == CLICK
-    served_on = F.last(
-        F.when(F.col("touch_type") == IMPRESSION, F.col("website")), ignorenulls=True
-    ).over(seen_before)
-    website = F.when(is_click & F.col("creative_id").isNotNull(), served_on).when(
-        ~is_click, F.col("website")
+
+
+def _with_served_website(clicks: DataFrame, impressions: DataFrame) -> DataFrame:
+    """Click touches with the website of the latest impression of their user and creative.
+
+    In touch order an impression at the click's instant comes before it, so the website
+    depends on (user_id, creative_id, touch_ts) only: those keys of the clicks (a small
+    broadcast table) are matched against the impressions in one pass, without ordering all
+    touches. Nulls sort first in touch order: null user_ids match each other and an
+    impression without touch_ts comes before every click. A click without creative_id gets
+    no website.
+    """
+    c = F.col
+    keys = (
+        clicks.where(c("creative_id").isNotNull())
+        .select(
+            c("user_id").alias("_k_user_id"),
+            c("creative_id").alias("_k_creative_id"),
+            c("touch_ts").alias("_k_ts"),
+        )
+        .distinct()
     )
-    return touches.withColumn("website", website).select(*TOUCH_COLUMNS)
+    # The last in touch order among the impressions with a website: latest touch_ts, then
+    # touch_id (nulls last), then website.
+    latest = F.max(
+        F.struct(c("touch_ts"), c("touch_id").isNull(), c("touch_id"), c("website"))
+    ).getField("website")
+    served = (
+        impressions.where(c("website").isNotNull())
+        .join(
+            F.broadcast(keys),
+            c("user_id").eqNullSafe(c("_k_user_id"))
+            & (c("creative_id") == c("_k_creative_id"))
+            & (c("touch_ts").isNull() | (c("touch_ts") <= c("_k_ts"))),
+        )
+        .groupBy("_k_user_id", "_k_creative_id", "_k_ts")
+        .agg(latest.alias("_served_on"))
+    )
+    matched = (
+        c("user_id").eqNullSafe(c("_k_user_id"))
+        & (c("creative_id") == c("_k_creative_id"))
+        & c("touch_ts").eqNullSafe(c("_k_ts"))
+    )
+    return clicks.join(served, matched, "left").select(
+        *[c("_served_on").alias(n) if n == "website" else c(n) for n in clicks.columns]
+    )
 
 
 # ---------------------------------------------------------------------------- eligibility
@@ -216,7 +251,26 @@ def conversions_with_touches(conv: DataFrame, touches: DataFrame) -> DataFrame:
     Keyed on (user_id, campaign_id); the time condition is a range predicate on touch_ts.
     `_touch_key` is null for a conversion without eligible touches.
     """
-    return conv.join(touch_frame(touches, for_join=True), eligible(), "left")
+    return conv.join(
+        touch_frame(converting_touches(touches, conv), for_join=True), eligible(), "left"
+    )
+
+
+def converting_touches(touches: DataFrame, conversions: DataFrame) -> DataFrame:
+    """The touches of (user_id, campaign_id) pairs that have a conversion (touch columns).
+
+    Only those can be eligible for a conversion. A broadcast semi-join on the conversions'
+    pairs: few pairs convert, so a keyed join after it moves a small share of all touches.
+    """
+    c = F.col
+    pairs = conversions.select(
+        c("user_id").alias("_p_user_id"), c("campaign_id").alias("_p_campaign_id")
+    ).distinct()
+    return touches.join(
+        F.broadcast(pairs),
+        (c("user_id") == c("_p_user_id")) & (c("campaign_id") == c("_p_campaign_id")),
+        "left_semi",
+    )
 
 
 def eligible() -> Column:
