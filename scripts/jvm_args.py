@@ -1,6 +1,7 @@
 """The config's JVM settings for shell scripts.
 
-packages, excludes, master, driver-memory, driver-java-options, lakehouse: print that setting.
+packages, excludes, master, driver-memory, driver-java-options, lakehouse, spark-defaults (the
+  path of the spark-defaults.conf spark-submit reads): print that setting.
 submit-packages: the packages spark-submit still needs as --packages: none when set-up has
   written them as local jars into spark-defaults.conf, else all of them.
 jars-inputs: what set-up's jar step needs, one per line (one interpreter start, not four):
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 
-from adlake.config import load_config
+from adlake.config import AppConfig, load_config
 from adlake.session import (
     packages_configured_as_jars,
     read_spark_defaults,
@@ -52,71 +54,69 @@ def _submit_packages(packages: tuple[str, ...]) -> str:
     return "" if configured else ",".join(packages)
 
 
+# One printed setting each; the composite commands below print several, one line each.
+SETTINGS: dict[str, Callable[[AppConfig], str]] = {
+    "packages": lambda cfg: ",".join(cfg.jvm.packages),
+    "excludes": lambda cfg: ",".join(cfg.jvm.excludes),
+    "master": lambda cfg: cfg.spark.master or "",
+    "driver-memory": lambda cfg: cfg.spark.conf.get("spark.driver.memory", ""),
+    "driver-java-options": lambda cfg: cfg.spark.conf.get("spark.driver.extraJavaOptions", ""),
+    "lakehouse": lambda cfg: cfg.paths.lakehouse,
+    "submit-packages": lambda cfg: _submit_packages(cfg.jvm.packages),
+    "spark-defaults": lambda cfg: str(spark_defaults_path()),
+}
+# Lines of settings (space-separated within a line) for one interpreter start per script.
+COMPOSITES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "jars-inputs": (
+        ("excludes",),
+        ("driver-memory", "driver-java-options"),
+        ("spark-defaults",),
+        ("submit-packages",),
+    ),
+    "submit-inputs": (
+        ("submit-packages",),
+        ("excludes",),
+        ("master",),
+        ("driver-memory",),
+        ("driver-java-options",),
+    ),
+}
+
+
+def _write_spark_defaults(cfg: AppConfig, classpath_file: Path) -> Path:
+    classpath = [j for j in classpath_file.read_text(encoding="utf-8").strip().split(",") if j]
+    shipped = [p.name for p in (spark_home() / "jars").glob("*.jar")]
+    jars = jars_to_add(classpath, shipped)
+    target = spark_defaults_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    existing = target.read_text(encoding="utf-8") if target.is_file() else ""
+    settings = {
+        key: cfg.spark.conf[key]
+        for key in ("spark.driver.memory", "spark.driver.extraJavaOptions")
+        if cfg.spark.conf.get(key)
+    }
+    target.write_text(render_spark_defaults(existing, jars, settings), encoding="utf-8")
+    if not packages_configured_as_jars(cfg.jvm.packages, read_spark_defaults(target)):
+        raise SystemExit(f"{target}: a jar of {cfg.jvm.packages} is missing from {jars}")
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "what",
-        choices=[
-            "packages",
-            "excludes",
-            "master",
-            "driver-memory",
-            "driver-java-options",
-            "lakehouse",
-            "submit-packages",
-            "jars-inputs",
-            "submit-inputs",
-            "write-spark-defaults",
-        ],
-    )
+    parser.add_argument("what", choices=[*SETTINGS, *COMPOSITES, "write-spark-defaults"])
     parser.add_argument("--config", default=None)
     parser.add_argument("--classpath", type=Path, help="write-spark-defaults: the Maven classpath")
     args = parser.parse_args()
     cfg = load_config(args.config)
-    if args.what == "packages":
-        print(",".join(cfg.jvm.packages))
-    elif args.what == "excludes":
-        print(",".join(cfg.jvm.excludes))
-    elif args.what == "master":
-        print(cfg.spark.master or "")
-    elif args.what == "lakehouse":
-        print(cfg.paths.lakehouse)
-    elif args.what == "submit-packages":
-        print(_submit_packages(cfg.jvm.packages))
-    elif args.what == "submit-inputs":
-        print(_submit_packages(cfg.jvm.packages))
-        print(",".join(cfg.jvm.excludes))
-        print(cfg.spark.master or "")
-        print(cfg.spark.conf.get("spark.driver.memory", ""))
-        print(cfg.spark.conf.get("spark.driver.extraJavaOptions", ""))
-    elif args.what == "jars-inputs":
-        conf = cfg.spark.conf
-        print(",".join(cfg.jvm.excludes))
-        print(conf.get("spark.driver.memory", ""), conf.get("spark.driver.extraJavaOptions", ""))
-        print(spark_defaults_path())
-        print(_submit_packages(cfg.jvm.packages))
-    elif args.what == "write-spark-defaults":
+    if args.what == "write-spark-defaults":
         if args.classpath is None:
             parser.error("write-spark-defaults needs --classpath")
-        classpath = [j for j in args.classpath.read_text(encoding="utf-8").strip().split(",") if j]
-        shipped = [p.name for p in (spark_home() / "jars").glob("*.jar")]
-        jars = jars_to_add(classpath, shipped)
-        target = spark_defaults_path()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        existing = target.read_text(encoding="utf-8") if target.is_file() else ""
-        settings = {
-            key: cfg.spark.conf[key]
-            for key in ("spark.driver.memory", "spark.driver.extraJavaOptions")
-            if cfg.spark.conf.get(key)
-        }
-        target.write_text(render_spark_defaults(existing, jars, settings), encoding="utf-8")
-        if not packages_configured_as_jars(cfg.jvm.packages, read_spark_defaults(target)):
-            raise SystemExit(f"{target}: a jar of {cfg.jvm.packages} is missing from {jars}")
-        print(target)
-    elif args.what == "driver-java-options":
-        print(cfg.spark.conf.get("spark.driver.extraJavaOptions", ""))
+        print(_write_spark_defaults(cfg, args.classpath))
+    elif args.what in COMPOSITES:
+        for line in COMPOSITES[args.what]:
+            print(" ".join(SETTINGS[name](cfg) for name in line))
     else:
-        print(cfg.spark.conf.get("spark.driver.memory", ""))
+        print(SETTINGS[args.what](cfg))
 
 
 if __name__ == "__main__":

@@ -117,3 +117,38 @@ def test_the_jvm_starts_with_the_configured_compiler_and_collector(spark: SparkS
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert printed.stdout.strip() == "-XX:-DontCompileHugeMethods -XX:+UseParallelGC"
+
+
+def test_the_scripts_one_start_settings_are_the_single_settings_line_by_line() -> None:
+    """spark_submit.sh and setup.sh read several settings from one interpreter start; each
+    line is what the single commands print (so both ways can never disagree)."""
+
+    def printed(*what: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "scripts/jvm_args.py", *what, "--config", str(DEFAULT_CONFIG)],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout.split("\n")[:-1]
+
+    singles = {
+        name: printed(name)[0]
+        for name in (
+            "submit-packages", "excludes", "master", "driver-memory", "driver-java-options",
+            "spark-defaults",
+        )
+    }  # fmt: skip
+    assert printed("submit-inputs") == [
+        singles["submit-packages"],
+        singles["excludes"],
+        "local[*]",
+        "4g",
+        "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
+    ]
+    assert [singles[n] for n in ("master", "driver-memory")] == ["local[*]", "4g"]
+    assert printed("jars-inputs") == [
+        singles["excludes"],
+        f"4g {singles['driver-java-options']}",
+        singles["spark-defaults"],
+        singles["submit-packages"],
+    ]
+    assert singles["spark-defaults"].endswith("pyspark/conf/spark-defaults.conf")
