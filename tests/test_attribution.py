@@ -457,6 +457,19 @@ def test_params_validation() -> None:
 # -------------------------------------------------------------------------------- touches
 
 
+# Silver columns that build_touches reads.
+SILVER_IMPRESSION_SCHEMA = struct(
+    ("impression_id", STR),
+    ("event_ts", TS),
+    ("user_id", STR),
+    ("creative_id", STR),
+    ("campaign_id", STR),
+    ("website", STR),
+)
+SILVER_CLICK_SCHEMA = StructType(CONVERSION_SCHEMA.fields[:-1])  # all but revenue
+SILVER_CREATIVE_SCHEMA = struct(("creative_id", STR), ("campaign_id", STR), ("advertiser_id", STR))
+
+
 def test_build_touches(spark: SparkSession) -> None:
     impressions = spark.createDataFrame(
         [
@@ -465,14 +478,7 @@ def test_build_touches(spark: SparkSession) -> None:
             ("i3", T, "u1", "crX", None, "w3"),  # unknown creative: campaign stays null
             ("i4", T, "u1", "cr5", None, "w4"),  # creative listed twice: smallest campaign
         ],
-        struct(
-            ("impression_id", STR),
-            ("event_ts", TS),
-            ("user_id", STR),
-            ("creative_id", STR),
-            ("campaign_id", STR),
-            ("website", STR),
-        ),
+        SILVER_IMPRESSION_SCHEMA,
     )
     clicks = spark.createDataFrame(
         [
@@ -481,18 +487,11 @@ def test_build_touches(spark: SparkSession) -> None:
             ("c3", T, "u1", "k1", "cr2", "click"),  # no impression of cr2
             ("c4", T, "u2", "k1", "cr1", "click"),  # no impression for u2
         ],
-        struct(
-            ("event_id", STR),
-            ("event_ts", TS),
-            ("user_id", STR),
-            ("campaign_id", STR),
-            ("creative_id", STR),
-            ("conversion_type", STR),
-        ),
+        SILVER_CLICK_SCHEMA,
     )
     creatives = spark.createDataFrame(
         [("cr1", "k1", "a1"), ("cr2", "k1", "a1"), ("cr5", "k5", "a5"), ("cr5", "k4", "a5")],
-        struct(("creative_id", STR), ("campaign_id", STR), ("advertiser_id", STR)),
+        SILVER_CREATIVE_SCHEMA,
     )
     expected = spark.createDataFrame(
         [
@@ -514,14 +513,6 @@ def test_build_touches(spark: SparkSession) -> None:
 def test_build_touches_serves_clicks_the_last_impression_in_touch_order(
     spark: SparkSession,
 ) -> None:
-    imp_schema = struct(
-        ("impression_id", STR),
-        ("event_ts", TS),
-        ("user_id", STR),
-        ("creative_id", STR),
-        ("campaign_id", STR),
-        ("website", STR),
-    )
     impressions = spark.createDataFrame(
         [
             ("b", T, "u3", "cr1", "k1", "wB"),  # same instant: touch_id b after a
@@ -537,7 +528,7 @@ def test_build_touches_serves_clicks_the_last_impression_in_touch_order(
             ("d", T - HOUR, "u9", "cr1", "k1", "wD"),
             ("e", T - HOUR, "u9", "cr1", "k1", "wD"),  # same website twice: one match kept
         ],
-        imp_schema,
+        SILVER_IMPRESSION_SCHEMA,
     )
     clicks = spark.createDataFrame(
         [
@@ -548,18 +539,11 @@ def test_build_touches_serves_clicks_the_last_impression_in_touch_order(
             ]
         ]
         + [("cu9", T, "u9", "k1", "cr1", "click")],  # a duplicate click keeps its row
-        struct(
-            ("event_id", STR),
-            ("event_ts", TS),
-            ("user_id", STR),
-            ("campaign_id", STR),
-            ("creative_id", STR),
-            ("conversion_type", STR),
-        ),
+        SILVER_CLICK_SCHEMA,
     )  # fmt: skip
     creatives = spark.createDataFrame(
         [("cr1", "k1", "a1")],
-        struct(("creative_id", STR), ("campaign_id", STR), ("advertiser_id", STR)),
+        SILVER_CREATIVE_SCHEMA,
     )
     touches = build_touches(impressions, clicks, creatives).where(F.col("touch_type") == "click")
     served = sorted((r["touch_id"], r["website"]) for r in touches.collect())
