@@ -52,13 +52,15 @@ def apply_rules(rules: Sequence[Rule], source: str) -> Callable[[DataFrame], Dat
         checks = _compile_rules(df, active, source)
         columns: dict[str, Column] = {}
         for action, out_col in RULE_COLUMNS.items():
+            # "" marks a passed rule (names are snake_case, never empty): array_remove runs
+            # as generated code, where filter() with a lambda was interpreted row by row.
             failed = [
-                F.when(check.eqNullSafe(F.lit(False)), F.lit(rule.name))
+                F.when(check.eqNullSafe(F.lit(False)), F.lit(rule.name)).otherwise(F.lit(""))
                 for rule, check in zip(active, checks, strict=True)
                 if rule.action == action
             ]
             columns[out_col] = (
-                F.filter(F.array(*failed), lambda name: name.isNotNull())
+                F.array_remove(F.array(*failed), "")
                 if failed
                 else F.array().cast(ArrayType(StringType()))
             )

@@ -52,13 +52,9 @@ def _strip(raw: Column) -> Column:
 
     btrim with Java's `\\s` set (space, tab, LF, VT, FF, CR): the same result as the regex
     `^\\s+|\\s+$` at half the cost of standardizing a row (measured on 1M impressions).
+    `nullif` evaluates the trimmed text once; `when(text != "", text)` trimmed it twice.
     """
-    text = F.btrim(raw.cast("string"), F.lit(_ASCII_WHITESPACE))
-    return F.when(text != "", text)
-
-
-def _lower_text(raw: Column) -> Column:
-    return F.lower(_strip(raw))
+    return F.nullif(F.btrim(raw.cast("string"), F.lit(_ASCII_WHITESPACE)), F.lit(""))
 
 
 def canonical_id(raw: Column) -> Column:
@@ -75,7 +71,11 @@ def to_money(raw: Column) -> Column:
 
     More than 6 decimals are rounded half-up; more than 12 integer digits give null.
     """
-    return _strip(raw).try_cast(MONEY)
+    return _money_of(_strip(raw))
+
+
+def _money_of(text: Column) -> Column:
+    return text.try_cast(MONEY)
 
 
 # ------------------------------------------------------------------------------ timestamps
@@ -104,7 +104,17 @@ def parse_event_ts(raw: Column, source_tz: str) -> Column:
     of an error. The result does not depend on the session time zone: local text is parsed
     with an explicit `+00:00` and then shifted from `source_tz`.
     """
-    text = _strip(raw)
+    return parse_event_text(_strip(raw), source_tz)
+
+
+def parse_event_text(text: Column, source_tz: str) -> Column:
+    """`parse_event_ts` of text already stripped (`_strip`: trimmed, blank as null).
+
+    The standardizers strip each field once and pass the result here: the expression below
+    reads its text in several branches, which Spark evaluates separately (common
+    subexpressions are not shared across CASE branches), so a raw field would be trimmed
+    there up to 11 times per row (measured: the trim was 31 % of silver's widest stage).
+    """
     upper = F.upper(text)  # the parser takes `T` and `Z` only as capitals
     after_seconds = F.substring(upper, 20, 64)  # past yyyy-MM-ddTHH:mm:ss: fraction, offset
     has_offset = (
@@ -158,9 +168,14 @@ def standardize_website(raw: Column) -> Column:
     `www.`; blank or host-less text -> null. Other subdomains are kept (news.example.com
     may be a different placement from example.com).
     """
-    host = F.regexp_extract(F.lower(_strip(raw)), _HOST, 1)
+    return _host_of(_strip(raw))
+
+
+def _host_of(text: Column) -> Column:
+    """`standardize_website` of stripped text."""
+    host = F.regexp_extract(F.lower(text), _HOST, 1)
     host = F.regexp_replace(F.regexp_replace(host, r"\.+$", ""), r"^www\.", "")
-    return F.when(host != "", host)
+    return F.nullif(host, F.lit(""))
 
 
 # ------------------------------------------------------------------------------- countries
@@ -274,29 +289,62 @@ def _lineage(bronze: DataFrame) -> list[Column]:
     ]
 
 
+_TEXT = "_text_"
+
+
+def _with_text(bronze: DataFrame, fields: Mapping[str, str]) -> DataFrame:
+    """`bronze` plus `_text_<name>`: each contract field (`name` -> its path) stripped once.
+
+    The typed columns below read these: a field read twice (a timestamp parsed and kept as
+    raw text) is trimmed once, since Spark keeps a projection apart when its non-trivial
+    columns are read more than once (see `parse_event_text`).
+    """
+    return bronze.withColumns({_TEXT + name: _strip(F.col(path)) for name, path in fields.items()})
+
+
+def _text(name: str) -> Column:
+    return F.col(_TEXT + name)
+
+
+def _paths(fields: Mapping[str, tuple[schemas.SourceField, ...]]) -> dict[str, str]:
+    """Each contract field's name -> its path in bronze (`group.name` in a nested group)."""
+    return {
+        f.name: f"{group}.{f.name}" if group else f.name for group, fs in fields.items() for f in fs
+    }
+
+
+_IMPRESSION_PATHS = _paths({"": schemas.IMPRESSION_FIELDS})
+_CLICK_CONVERSION_PATHS = _paths({"": schemas.CLICK_CONVERSION_FIELDS})
+_BID_REQUEST_PATHS = _paths(schemas.BID_REQUEST_FIELDS)
+
+
 def standardize_impressions(source_tz: str) -> Callable[[DataFrame], DataFrame]:
     """Bronze impressions -> typed, canonical columns (see docs/silver.md); one row each."""
 
     def transform(bronze: DataFrame) -> DataFrame:
-        c = F.col
-        return bronze.select(
-            canonical_id(c("impression_id")).alias("impression_id"),
-            parse_event_ts(c("timestamp"), source_tz).alias(EVENT_TS),
-            canonical_id(c("user_id")).alias("user_id"),
-            canonical_id(c("creative_id")).alias("creative_id"),
-            canonical_id(c("campaign_id")).alias("campaign_id"),
-            standardize_website(c("website")).alias("website"),
-            canonical_id(c("auction_id")).alias("auction_id"),
-            to_money(c("cost")).alias("cost"),
-            _lower_text(c("device_type")).alias("device_type"),
-            _lower_text(c("os")).alias("os"),
-            _lower_text(c("browser")).alias("browser"),
-            _strip(c("country")).alias("country_raw"),
-            _strip(c("region")).alias("region"),
-            _strip(c("timestamp")).alias("raw_timestamp"),
-            _strip(c("cost")).alias("raw_cost"),
-            *_lineage(bronze),
-        ).transform(_with_event_parts)
+        t = _text
+        return (
+            _with_text(bronze, _IMPRESSION_PATHS)
+            .select(
+                t("impression_id").alias("impression_id"),
+                parse_event_text(t("timestamp"), source_tz).alias(EVENT_TS),
+                t("user_id").alias("user_id"),
+                t("creative_id").alias("creative_id"),
+                t("campaign_id").alias("campaign_id"),
+                _host_of(t("website")).alias("website"),
+                t("auction_id").alias("auction_id"),
+                _money_of(t("cost")).alias("cost"),
+                F.lower(t("device_type")).alias("device_type"),
+                F.lower(t("os")).alias("os"),
+                F.lower(t("browser")).alias("browser"),
+                t("country").alias("country_raw"),
+                t("region").alias("region"),
+                t("timestamp").alias("raw_timestamp"),
+                t("cost").alias("raw_cost"),
+                *_lineage(bronze),
+            )
+            .transform(_with_event_parts)
+        )
 
     return transform
 
@@ -305,19 +353,23 @@ def standardize_clicks_conversions(source_tz: str) -> Callable[[DataFrame], Data
     """Bronze clicks/conversions -> typed, canonical columns; conversion_type lower-cased."""
 
     def transform(bronze: DataFrame) -> DataFrame:
-        c = F.col
-        return bronze.select(
-            canonical_id(c("event_id")).alias("event_id"),
-            parse_event_ts(c("timestamp"), source_tz).alias(EVENT_TS),
-            canonical_id(c("user_id")).alias("user_id"),
-            canonical_id(c("campaign_id")).alias("campaign_id"),
-            canonical_id(c("creative_id")).alias("creative_id"),
-            _lower_text(c("conversion_type")).alias("conversion_type"),
-            to_money(c("revenue")).alias("revenue"),
-            _strip(c("timestamp")).alias("raw_timestamp"),
-            _strip(c("revenue")).alias("raw_revenue"),
-            *_lineage(bronze),
-        ).transform(_with_event_parts)
+        t = _text
+        return (
+            _with_text(bronze, _CLICK_CONVERSION_PATHS)
+            .select(
+                t("event_id").alias("event_id"),
+                parse_event_text(t("timestamp"), source_tz).alias(EVENT_TS),
+                t("user_id").alias("user_id"),
+                t("campaign_id").alias("campaign_id"),
+                t("creative_id").alias("creative_id"),
+                F.lower(t("conversion_type")).alias("conversion_type"),
+                _money_of(t("revenue")).alias("revenue"),
+                t("timestamp").alias("raw_timestamp"),
+                t("revenue").alias("raw_revenue"),
+                *_lineage(bronze),
+            )
+            .transform(_with_event_parts)
+        )
 
     return transform
 
@@ -336,22 +388,26 @@ def standardize_bid_requests(source_tz: str) -> Callable[[DataFrame], DataFrame]
     """Bronze bid requests (nested) -> flat, typed columns; a null group gives null members."""
 
     def transform(bronze: DataFrame) -> DataFrame:
-        c = F.col
-        return bronze.select(
-            canonical_id(c("request_id")).alias("request_id"),
-            canonical_id(c("auction_details.auction_id")).alias("auction_id"),
-            parse_event_ts(c("timestamp"), source_tz).alias(EVENT_TS),
-            canonical_id(c("user_info.user_id")).alias("user_id"),
-            _strip(c("user_info.location")).alias("location_raw"),
-            to_money(c("auction_details.bid_amount")).alias("bid_amount"),
-            canonical_id(c("ad_targeting.creative_id")).alias("creative_id"),
-            standardize_website(c("ad_targeting.website")).alias("website"),
-            _lower_text(c("device.device_type")).alias("device_type"),
-            _lower_text(c("device.os")).alias("os"),
-            _strip(c("auction_details.bid_amount")).alias("raw_bid_amount"),
-            _strip(c("timestamp")).alias("raw_timestamp"),
-            *_lineage(bronze),
-        ).transform(_with_event_parts)
+        t = _text
+        return (
+            _with_text(bronze, _BID_REQUEST_PATHS)
+            .select(
+                t("request_id").alias("request_id"),
+                t("auction_id").alias("auction_id"),
+                parse_event_text(t("timestamp"), source_tz).alias(EVENT_TS),
+                t("user_id").alias("user_id"),
+                t("location").alias("location_raw"),
+                _money_of(t("bid_amount")).alias("bid_amount"),
+                t("creative_id").alias("creative_id"),
+                _host_of(t("website")).alias("website"),
+                F.lower(t("device_type")).alias("device_type"),
+                F.lower(t("os")).alias("os"),
+                t("bid_amount").alias("raw_bid_amount"),
+                t("timestamp").alias("raw_timestamp"),
+                *_lineage(bronze),
+            )
+            .transform(_with_event_parts)
+        )
 
     return transform
 
