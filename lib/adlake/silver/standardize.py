@@ -8,7 +8,7 @@ Output columns and conventions: docs/silver.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import pycountry
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -292,14 +292,18 @@ def _lineage(bronze: DataFrame) -> list[Column]:
 _TEXT = "_text_"
 
 
-def _with_text(bronze: DataFrame, fields: Mapping[str, str]) -> DataFrame:
-    """`bronze` plus `_text_<name>`: each contract field (`name` -> its path) stripped once.
+def _standardized(
+    bronze: DataFrame, fields: Mapping[str, str], columns: Sequence[Column]
+) -> DataFrame:
+    """`columns` (reading `_text(name)`), lineage, event date and hour, of `bronze` rows.
 
-    The typed columns below read these: a field read twice (a timestamp parsed and kept as
-    raw text) is trimmed once, since Spark keeps a projection apart when its non-trivial
-    columns are read more than once (see `parse_event_text`).
+    First each contract field (`name` -> its path) is stripped once into `_text_<name>`;
+    the typed columns read those, so a field read twice (a timestamp parsed and kept as raw
+    text) is trimmed once: Spark keeps a projection apart when its non-trivial columns are
+    read more than once (see `parse_event_text`).
     """
-    return bronze.withColumns({_TEXT + name: _strip(F.col(path)) for name, path in fields.items()})
+    text = bronze.withColumns({_TEXT + name: _strip(F.col(path)) for name, path in fields.items()})
+    return text.select(*columns, *_lineage(bronze)).transform(_with_event_parts)
 
 
 def _text(name: str) -> Column:
@@ -323,9 +327,10 @@ def standardize_impressions(source_tz: str) -> Callable[[DataFrame], DataFrame]:
 
     def transform(bronze: DataFrame) -> DataFrame:
         t = _text
-        return (
-            _with_text(bronze, _IMPRESSION_PATHS)
-            .select(
+        return _standardized(
+            bronze,
+            _IMPRESSION_PATHS,
+            [
                 t("impression_id").alias("impression_id"),
                 parse_event_text(t("timestamp"), source_tz).alias(EVENT_TS),
                 t("user_id").alias("user_id"),
@@ -341,9 +346,7 @@ def standardize_impressions(source_tz: str) -> Callable[[DataFrame], DataFrame]:
                 t("region").alias("region"),
                 t("timestamp").alias("raw_timestamp"),
                 t("cost").alias("raw_cost"),
-                *_lineage(bronze),
-            )
-            .transform(_with_event_parts)
+            ],
         )
 
     return transform
@@ -354,9 +357,10 @@ def standardize_clicks_conversions(source_tz: str) -> Callable[[DataFrame], Data
 
     def transform(bronze: DataFrame) -> DataFrame:
         t = _text
-        return (
-            _with_text(bronze, _CLICK_CONVERSION_PATHS)
-            .select(
+        return _standardized(
+            bronze,
+            _CLICK_CONVERSION_PATHS,
+            [
                 t("event_id").alias("event_id"),
                 parse_event_text(t("timestamp"), source_tz).alias(EVENT_TS),
                 t("user_id").alias("user_id"),
@@ -366,9 +370,7 @@ def standardize_clicks_conversions(source_tz: str) -> Callable[[DataFrame], Data
                 _money_of(t("revenue")).alias("revenue"),
                 t("timestamp").alias("raw_timestamp"),
                 t("revenue").alias("raw_revenue"),
-                *_lineage(bronze),
-            )
-            .transform(_with_event_parts)
+            ],
         )
 
     return transform
@@ -389,9 +391,10 @@ def standardize_bid_requests(source_tz: str) -> Callable[[DataFrame], DataFrame]
 
     def transform(bronze: DataFrame) -> DataFrame:
         t = _text
-        return (
-            _with_text(bronze, _BID_REQUEST_PATHS)
-            .select(
+        return _standardized(
+            bronze,
+            _BID_REQUEST_PATHS,
+            [
                 t("request_id").alias("request_id"),
                 t("auction_id").alias("auction_id"),
                 parse_event_text(t("timestamp"), source_tz).alias(EVENT_TS),
@@ -404,9 +407,7 @@ def standardize_bid_requests(source_tz: str) -> Callable[[DataFrame], DataFrame]
                 F.lower(t("os")).alias("os"),
                 t("bid_amount").alias("raw_bid_amount"),
                 t("timestamp").alias("raw_timestamp"),
-                *_lineage(bronze),
-            )
-            .transform(_with_event_parts)
+            ],
         )
 
     return transform
