@@ -205,15 +205,17 @@ def _metric(name: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-@pytest.mark.parametrize(
-    "crash_at",
-    [
-        faults.SILVER_AFTER_MERGE,
-        faults.SILVER_AFTER_QUARANTINE,
-        faults.SILVER_BEFORE_AUDIT,
-        faults.SILVER_AFTER_AUDIT,
-    ],
-)
+# Tables after batch 1 crashed (batch 0 stored "a" and its audit row): (silver impressions
+# rows, silver quarantine rows, audit rows). Its first write inserts b and c.
+CRASHED_STATE = {
+    faults.SILVER_AFTER_MERGE: (3, 0, 1),
+    faults.SILVER_AFTER_QUARANTINE: (3, 2, 1),
+    faults.SILVER_BEFORE_AUDIT: (3, 2, 1),
+    faults.SILVER_AFTER_AUDIT: (3, 2, 2),
+}
+
+
+@pytest.mark.parametrize("crash_at", list(CRASHED_STATE))
 def test_a_batch_replayed_after_a_crash_is_audited_as_its_first_attempt_wrote_it(
     spark: SparkSession, cfg: AppConfig, monkeypatch: pytest.MonkeyPatch, crash_at: str
 ) -> None:
@@ -233,6 +235,12 @@ def test_a_batch_replayed_after_a_crash_is_audited_as_its_first_attempt_wrote_it
     with pytest.raises(_Crash):
         SilverProcessor(spark, cfg, "batch").process("impressions", batches[1], 1, txn_app=query)
     monkeypatch.delenv(faults.ENV_VAR)
+    # Where the crash landed: (silver rows, quarantine rows, audit rows) after it.
+    counts = tuple(
+        spark.read.format("delta").load(cfg.table_path(spec.relative_path)).count()
+        for spec in (SILVER_IMPRESSIONS, SILVER_QUARANTINE, BATCH_AUDIT)
+    )
+    assert counts == CRASHED_STATE[crash_at]
 
     written, duplicates = (
         _metric("adlake_records_written_total"),
