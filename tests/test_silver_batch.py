@@ -23,6 +23,7 @@ from adlake.settings.silver import Rule
 from adlake.silver.batch import (
     BatchStats,
     batch_stats,
+    for_writes,
     quarantine_rows,
     record_json_if_rejected,
     with_raw_record,
@@ -40,7 +41,6 @@ CHECKED_SCHEMA = StructType(
         StructField("user_id", StringType()),
         StructField("event_ts", TimestampType()),
         StructField("event_date", DateType()),
-        StructField("country_raw", StringType()),
         StructField("country", StringType()),
         StructField("_bronze_run_seq", LongType()),
         StructField("_source_file", StringType()),
@@ -48,6 +48,7 @@ CHECKED_SCHEMA = StructType(
         StructField("_quarantine_rules", ArrayType(StringType()), False),
         StructField("_warn_rules", ArrayType(StringType()), False),
         StructField("_fail_rules", ArrayType(StringType()), False),
+        StructField("_unknown_country", BooleanType(), False),
         StructField("_duplicate_in_batch", BooleanType(), False),
     ]
 )
@@ -60,18 +61,19 @@ def _ts(hour: int, day: int = 29) -> datetime:
 def _checked(spark: SparkSession) -> DataFrame:
     bad = ["user_id_present"]
     rows = [
-        # id, user, ts, date, country raw, country, run, file, record JSON, q, w, f, dup
-        ("a", "u1", _ts(10), date(2026, 11, 29), "US", "US", 3, "f1", None, [], [], [], False),
-        ("a", "u1", _ts(10), date(2026, 11, 29), "US", "US", 3, "f1", None, [], [], [], True),
-        ("b", "u2", _ts(23), date(2026, 11, 29), "Atlantis", None, 4, "f1", None, [],
-         ["cost_known"], [], False),
-        ("c", "u3", _ts(1, 30), date(2026, 11, 30), None, None, 4, "f2", None, [], [], [], False),
-        ("d", None, _ts(5, 30), date(2026, 11, 30), "US", "US", 4, "f2", '{"id":"d"}', bad,
-         ["cost_known"], [], False),
-        ("d", None, _ts(5, 30), date(2026, 11, 30), "US", "US", 4, "f2", '{"id":"d"}', bad,
-         ["cost_known"], [], False),
-        ("e", None, _ts(23, 30), date(2026, 11, 30), "US", "US", 5, "f3", '{"id":"e"}', bad,
-         [], [], False),
+        # id, user, ts, date, country, run, file, record JSON, q, w, f, unknown country, dup
+        ("a", "u1", _ts(10), date(2026, 11, 29), "US", 3, "f1", None, [], [], [], False, False),
+        ("a", "u1", _ts(10), date(2026, 11, 29), "US", 3, "f1", None, [], [], [], False, True),
+        ("b", "u2", _ts(23), date(2026, 11, 29), None, 4, "f1", None, [],
+         ["cost_known"], [], True, False),
+        ("c", "u3", _ts(1, 30), date(2026, 11, 30), None, 4, "f2", None, [], [], [], False,
+         False),
+        ("d", None, _ts(5, 30), date(2026, 11, 30), "US", 4, "f2", '{"id":"d"}', bad,
+         ["cost_known"], [], False, False),
+        ("d", None, _ts(5, 30), date(2026, 11, 30), "US", 4, "f2", '{"id":"d"}', bad,
+         ["cost_known"], [], False, False),
+        ("e", None, _ts(23, 30), date(2026, 11, 30), "US", 5, "f3", '{"id":"e"}', bad,
+         [], [], False, False),
     ]  # fmt: skip
     return spark.createDataFrame(rows, CHECKED_SCHEMA)
 
@@ -145,3 +147,46 @@ def test_batch_stats_counts_everything_in_one_aggregation(spark: SparkSession) -
         event_dates=(date(2026, 11, 29), date(2026, 11, 30)),
         undated_rows=0,
     )
+
+
+def test_for_writes_keeps_what_the_writes_read_and_flags_unknown_countries(
+    spark: SparkSession,
+) -> None:
+    """Raw texts only the rules read are dropped before the duplicate shuffle; a raw country
+    that matched no code becomes one flag."""
+    schema = StructType(
+        [
+            StructField(name, data_type)
+            for name, data_type in [
+                ("impression_id", StringType()),
+                ("raw_timestamp", StringType()),
+                ("country_raw", StringType()),
+                ("country", StringType()),
+                ("_creative_known", BooleanType()),
+                ("_record", StringType()),
+                ("_dedup_key", StringType()),
+                ("_quarantine_rules", ArrayType(StringType())),
+                ("_warn_rules", ArrayType(StringType())),
+                ("_fail_rules", ArrayType(StringType())),
+                ("_bronze_run_seq", LongType()),
+            ]
+        ]
+    )
+    rows = [
+        ("i1", "2026-11-29 10:00:00", "United States", "US", True, None, "i1", [], [], [], 1),
+        ("i2", "2026-11-29 10:00:01", "Atlantis", None, True, None, "i2", [], [], [], 1),
+        ("i3", None, None, None, None, '{"id":"i3"}', "i3", ["ts"], [], [], 2),
+    ]
+    out = spark.createDataFrame(rows, schema).transform(for_writes(["impression_id", "country"]))
+    assert out.columns == [
+        "impression_id", "country", "_record", "_dedup_key", "_quarantine_rules",
+        "_warn_rules", "_fail_rules", "_bronze_run_seq", "_unknown_country",
+    ]  # fmt: skip
+    assert [(r["impression_id"], r["_unknown_country"]) for r in out.collect()] == [
+        ("i1", False),
+        ("i2", True),
+        ("i3", False),
+    ]
+    no_country = spark.createDataFrame(rows, schema).drop("country_raw")
+    flags = no_country.transform(for_writes(["impression_id"])).select("_unknown_country")
+    assert [r[0] for r in flags.collect()] == [False, False, False]

@@ -94,6 +94,19 @@ def test_quarantine_lists_every_failed_rule_and_late_rows_are_counted(
         for r in spark.read.format("delta").load(cfg.table_path("silver/impressions")).collect()
     }
     assert kept == {"a": ("example.com", "10", "100"), "d": ("example.com", None, None)}
+    # Silver keeps min/max stats only on the columns it is filtered by (time, campaign).
+    log = Path(cfg.table_path("silver/impressions")) / "_delta_log"
+    adds = [
+        json.loads(json.loads(line)["add"]["stats"])
+        for commit in sorted(log.glob("*.json"))
+        for line in commit.read_text(encoding="utf-8").splitlines()
+        if '"add"' in line
+    ]
+    assert adds and all(
+        set(stats["minValues"]) == {"event_ts", "event_hour", "campaign_id", "creative_id"}
+        and stats["numRecords"] >= 1
+        for stats in adds
+    )
 
     # Second batch: the newest event so far is 2026-11-10 14:00; late_after is 1 day.
     second = _bronze_impressions(

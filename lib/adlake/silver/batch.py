@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from adlake import clock, schemas, storage
 from adlake.settings import silver as rules_conf
 from adlake.settings.silver import Rule
-from adlake.silver.dedup import DUPLICATE_IN_BATCH
+from adlake.silver.dedup import DEDUP_KEY, DUPLICATE_IN_BATCH
 from adlake.silver.standardize import BRONZE_RUN_SEQ, EVENT_DATE, EVENT_TS, RECORD
 
 _METADATA = {
@@ -102,6 +102,29 @@ def record_json_if_rejected(valid: Column) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
+UNKNOWN_COUNTRY = "_unknown_country"
+_RAW_COUNTRY = ("country_raw", "location_raw")
+
+
+def for_writes(table_columns: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
+    """Only the columns the writes and `batch_stats` read: the table's, the raw record, the
+    dedup key, the failed rules, the bronze run, and `_unknown_country` (a raw country
+    given that matched no code) in place of the raw country text.
+
+    Run after the rules and before the in-batch duplicate flag: the texts only the rules
+    read (raw_timestamp, raw_cost, the raw country, the creative checks' flags) would
+    otherwise be shuffled, sorted and stored with every row of the batch.
+    """
+
+    def transform(df: DataFrame) -> DataFrame:
+        raw = next((c for c in _RAW_COUNTRY if c in df.columns), None)
+        unknown = F.col("country").isNull() & F.col(raw).isNotNull() if raw else F.lit(False)
+        keep = [*table_columns, RECORD, DEDUP_KEY, *rules_conf.RULE_COLUMNS.values()]
+        return df.select(*dict.fromkeys(keep), BRONZE_RUN_SEQ, unknown.alias(UNKNOWN_COUNTRY))
+
+    return transform
+
+
 @dataclass(frozen=True)
 class BatchStats:
     """Counts of one checked batch, from one aggregation over it."""
@@ -151,15 +174,12 @@ def quarantine_rows(
 def batch_stats(
     checked: DataFrame, rules: Sequence[Rule], target: str, threshold: datetime | None
 ) -> BatchStats:
-    """Every count of the audit, the metrics and the bounded MERGE in one aggregation."""
+    """Every count of the audit, the metrics and the bounded MERGE in one aggregation, over
+    a checked batch narrowed by `for_writes`."""
     quarantine_rules = F.col(rules_conf.RULE_COLUMNS[rules_conf.QUARANTINE])
     rejected = F.size(quarantine_rules) > 0
     good = ~rejected
     late = (F.col(EVENT_TS) < F.lit(threshold)) if threshold else F.lit(False)
-    raw_country = next((c for c in ("country_raw", "location_raw") if c in checked.columns), None)
-    country_unknown = (
-        F.col("country").isNull() & F.col(raw_country).isNotNull() if raw_country else F.lit(False)
-    )
     all_rules = F.concat(*[F.col(rules_conf.RULE_COLUMNS[a]) for a in rules_conf.ACTIONS])
     names = [r.name for r in rules if target in r.sources]
     quarantine_names = [
@@ -176,7 +196,7 @@ def batch_stats(
         F.count_if(F.size(F.col(rules_conf.RULE_COLUMNS[rules_conf.WARN])) > 0).alias(
             "warned_rows"
         ),
-        F.count_if(country_unknown).alias("unknown_countries"),
+        F.count_if(F.col(UNKNOWN_COUNTRY)).alias("unknown_countries"),
         # Written rows only: a quarantined row from 2099 must not make every later row late.
         F.max(F.when(good, F.col(EVENT_TS))).alias("max_written_ts"),
         F.min(BRONZE_RUN_SEQ).alias("run_min"),

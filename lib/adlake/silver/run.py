@@ -27,6 +27,7 @@ from adlake.silver.batch import (
     BatchStats,
     batch_stats,
     existing_duplicates,
+    for_writes,
     quarantine_rows,
     record_json_if_rejected,
     with_raw_record,
@@ -185,6 +186,7 @@ class SilverProcessor:
             .withColumn(id_col, F.col(dedup.DEDUP_KEY))
             .transform(rules.apply_rules(self.cfg.silver.rules, target))
             .transform(record_json_if_rejected(valid))
+            .transform(for_writes(spec.schema.fieldNames()))
             .transform(dedup.flag_duplicates_in_batch(among=valid))
             .localCheckpoint()
         )
