@@ -16,6 +16,7 @@ from pyspark.sql.types import DataType, StructType
 
 from adlake import deltalog, storage
 from adlake.config import AppConfig
+from adlake.gold import incremental as inc
 from adlake.gold.run import build_gold
 from adlake.tables import (
     GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
@@ -308,3 +309,28 @@ def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silv
         shutil.copytree(spec.location(inc), full.table_path(spec.relative_path))
     build_gold(spark, full, full=True)
     _assert_tables_equal(spark, inc, full)
+
+
+def test_stored_increment_scans_read_only_the_columns_attribution_uses(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The impressions an increment stores are flagged by file and hold, and read, only the
+    six columns touches need: a stored frame's unused columns cannot be pruned later."""
+    cfg = config_for(tmp_path)
+    _append(spark, cfg, {SILVER_IMPRESSIONS: _events(5, 0, 0, ["u1"], 2)[SILVER_IMPRESSIONS]})
+    location = SILVER_IMPRESSIONS.location(cfg)
+    first = deltalog.table_version(spark, location)
+    _append(spark, cfg, {SILVER_IMPRESSIONS: _events(6, 0, 0, ["u2"], 1)[SILVER_IMPRESSIONS]})
+    found = deltalog.appended_files(spark, location, first, first + 1)
+    assert found is not None and len(found.files) == 1
+    columns = inc.ATTRIBUTION_COLUMNS[SILVER_IMPRESSIONS.relative_path]
+    flagged = inc.flag_appended(storage.read_table(spark, location), found.files, columns)
+    assert flagged.columns == [*columns, "_appended"]
+    assert sorted((r["user_id"], r["_appended"]) for r in flagged.collect()) == [
+        ("u1", False),
+        ("u1", False),
+        ("u2", True),
+    ]
+    leaves = flagged._jdf.queryExecution().sparkPlan().collectLeaves()
+    (scan,) = [leaves.apply(i) for i in range(leaves.size())]
+    assert sorted(scan.requiredSchema().fieldNames()) == sorted(columns)

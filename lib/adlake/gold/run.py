@@ -280,7 +280,8 @@ def _attribution_incremental(
     if old is None:
 
         def scan(df: DataFrame, spec: TableSpec) -> DataFrame:
-            return inc.flag_appended(df, appended.get(spec.relative_path, []))
+            files = appended.get(spec.relative_path, [])
+            return inc.flag_appended(df, files, inc.ATTRIBUTION_COLUMNS[spec.relative_path])
 
         now_clicks, old_clicks = inc.split_appended(pair_clicks(scan(new[1], SILVER_CLICKS)))
         now_impressions, old_impressions = inc.split_appended(
