@@ -20,7 +20,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from adlake import deltalog
-from adlake.gold.touches import fill_campaign
+from adlake.gold.touches import (
+    CLICK_INPUT,
+    CONVERSION_INPUT,
+    IMPRESSION_INPUT,
+    fill_campaign,
+)
 from adlake.tables import (
     GOLD_BID_FUNNEL_DAILY,
     SILVER_BID_REQUESTS,
@@ -175,17 +180,13 @@ def funnel_dates(
 
 _APPENDED = "_appended"
 
-# The columns of each event table that attribution reads (`build_touches`,
-# `conversion_frame`): what an increment's stored scans keep (`flag_appended`).
+# The columns of each event table that attribution reads: what an increment's stored scans
+# keep (`flag_appended`).
 ATTRIBUTION_COLUMNS: Mapping[str, tuple[str, ...]] = {
-    SILVER_IMPRESSIONS.relative_path: (
-        "impression_id", "event_ts", "user_id", "campaign_id", "creative_id", "website",
-    ),
-    SILVER_CLICKS.relative_path: ("event_id", "event_ts", "user_id", "campaign_id", "creative_id"),
-    SILVER_CONVERSIONS.relative_path: (
-        "event_id", "event_ts", "conversion_type", "user_id", "campaign_id", "revenue",
-    ),
-}  # fmt: skip
+    SILVER_IMPRESSIONS.relative_path: IMPRESSION_INPUT,
+    SILVER_CLICKS.relative_path: CLICK_INPUT,
+    SILVER_CONVERSIONS.relative_path: CONVERSION_INPUT,
+}
 
 
 def flag_appended(

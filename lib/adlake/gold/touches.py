@@ -30,6 +30,16 @@ TOUCH_COLUMNS: tuple[str, ...] = (
     "website",
 )
 
+# The silver columns `build_touches` (impressions, clicks) and `conversion_frame` read: an
+# incremental build stores its scans with these only (`gold.incremental.flag_appended`).
+IMPRESSION_INPUT: tuple[str, ...] = (
+    "impression_id", "event_ts", "user_id", "campaign_id", "creative_id", "website",
+)  # fmt: skip
+CLICK_INPUT: tuple[str, ...] = ("event_id", "event_ts", "user_id", "campaign_id", "creative_id")
+CONVERSION_INPUT: tuple[str, ...] = (
+    "event_id", "event_ts", "conversion_type", "user_id", "campaign_id", "revenue",
+)  # fmt: skip
+
 _PARAM_COLUMNS: tuple[tuple[str, StructField], ...] = (
     ("click_window_seconds", StructField("click_window_seconds", LongType(), False)),
     ("view_window_seconds", StructField("view_window_seconds", LongType(), False)),
