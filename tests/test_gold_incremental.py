@@ -190,6 +190,25 @@ def _cross_campaign_click(website: str, hour: int) -> dict:
     return rows
 
 
+@pytest.fixture(scope="module")
+def built_base(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lakehouse root with silver of two batches (two files a day, so OPTIMIZE compacts)
+    and gold built from them, shared by the tests that then change silver in their own
+    copy (`_copy_of_base`): a gold build on a tiny lakehouse costs ~10 s of fixed jobs."""
+    root = tmp_path_factory.mktemp("gold-base")
+    cfg = config_for(root)
+    _creatives(spark, cfg)
+    _append(spark, cfg, _events(1, 0, 20, USERS[:12], 150))
+    _append(spark, cfg, _events(4, 0, 20, USERS[:12], 150))
+    build_gold(spark, cfg)
+    return root
+
+
+def _copy_of_base(base: Path, root: Path) -> AppConfig:
+    shutil.copytree(base, root)
+    return config_for(root)
+
+
 def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Path) -> None:
     """An increment (new and known users, a late impression and conversion, and an
     impression that changes the website of a click booked to another campaign) gives the
@@ -243,16 +262,13 @@ def test_incremental_gold_equals_full_rebuild(spark: SparkSession, tmp_path: Pat
 
 
 def test_incremental_gold_equals_full_rebuild_after_optimize_moved_the_appended_rows(
-    spark: SparkSession, tmp_path: Path
+    spark: SparkSession, tmp_path: Path, built_base: Path
 ) -> None:
     """OPTIMIZE (no VACUUM) after an append compacted the appended rows into new files:
     the rows gold last read are no longer the current rows outside the appended files, so
     the increment reads them by time travel, and equals a full build."""
-    inc = config_for(tmp_path / "inc")
+    inc = _copy_of_base(built_base, tmp_path / "inc")
     full = config_for(tmp_path / "full")
-    _creatives(spark, inc)
-    _append(spark, inc, _events(1, 0, 20, USERS[:12], 150))
-    build_gold(spark, inc)
     _append(spark, inc, _events(2, 15, 20, [*USERS[8:], "u-new"], 60))
     for spec in (SILVER_IMPRESSIONS, SILVER_CLICKS, SILVER_CONVERSIONS):
         spark.sql(f"OPTIMIZE delta.`{spec.location(inc)}`")
@@ -266,17 +282,17 @@ def test_incremental_gold_equals_full_rebuild_after_optimize_moved_the_appended_
 
 @pytest.mark.parametrize("compacted", ["appended files", "recorded version"])
 def test_incremental_gold_rebuilds_in_full_when_vacuum_removed_the_recorded_silver(
-    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture, compacted: str
+    spark: SparkSession,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    compacted: str,
+    built_base: Path,
 ) -> None:
     """OPTIMIZE + VACUUM since gold's last build deleted either the files appended since
     (they were compacted) or those of the silver version gold recorded (its old Markov
     counts cannot be subtracted): gold starts over, with a warning, and equals a full build."""
-    inc = config_for(tmp_path / "inc")
+    inc = _copy_of_base(built_base, tmp_path / "inc")
     full = config_for(tmp_path / "full")
-    _creatives(spark, inc)
-    _append(spark, inc, _events(1, 0, 20, USERS[:12], 150))
-    _append(spark, inc, _events(4, 0, 20, USERS[:12], 150))  # two files a day: OPTIMIZE compacts
-    build_gold(spark, inc)
     increment = _events(2, 19, 22, [*USERS[8:], "u-new"], 40)
     if compacted == "appended files":
         _append(spark, inc, increment)
