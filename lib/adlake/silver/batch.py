@@ -17,7 +17,14 @@ from adlake import clock, schemas, storage
 from adlake.settings import silver as rules_conf
 from adlake.settings.silver import Rule
 from adlake.silver.dedup import DEDUP_KEY, DUPLICATE_IN_BATCH
-from adlake.silver.standardize import BRONZE_RUN_SEQ, EVENT_DATE, EVENT_TS, RECORD
+from adlake.silver.standardize import (
+    BRONZE_RUN_SEQ,
+    COUNTRY_RAW,
+    EVENT_DATE,
+    EVENT_TS,
+    LOCATION_RAW,
+    RECORD,
+)
 
 _METADATA = {
     schemas.RESCUED_DATA,
@@ -103,7 +110,7 @@ def record_json_if_rejected(valid: Column) -> Callable[[DataFrame], DataFrame]:
 
 
 UNKNOWN_COUNTRY = "_unknown_country"
-_RAW_COUNTRY = ("country_raw", "location_raw")
+_RAW_COUNTRY = (COUNTRY_RAW, LOCATION_RAW)
 
 
 def for_writes(table_columns: Sequence[str]) -> Callable[[DataFrame], DataFrame]:

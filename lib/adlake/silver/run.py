@@ -152,7 +152,7 @@ class SilverProcessor:
             df = (
                 bronze_rows.transform(silver.standardize_impressions(self.tz))
                 .transform(silver.enrich_with_creatives(creatives))
-                .transform(silver.with_country_code(self._countries, "country_raw", "country"))
+                .transform(silver.with_country_code(self._countries, silver.COUNTRY_RAW, "country"))
             )
             return [("impressions", df)]
         if source == "clicks_conversions":
@@ -166,7 +166,7 @@ class SilverProcessor:
         df = (
             bronze_rows.transform(silver.standardize_bid_requests(self.tz))
             .transform(silver.enrich_with_creatives(creatives))
-            .transform(silver.with_country_code(self._countries, "location_raw", "country"))
+            .transform(silver.with_country_code(self._countries, silver.LOCATION_RAW, "country"))
         )
         return [("bid_requests", df)]
 

@@ -21,6 +21,9 @@ MONEY = DecimalType(18, 6)
 
 EVENT_TS = "event_ts"
 EVENT_DATE = "event_date"
+# The raw country text each source keeps for the country lookup (`with_country_code`).
+COUNTRY_RAW = "country_raw"  # impressions
+LOCATION_RAW = "location_raw"  # bid requests
 EVENT_HOUR = "event_hour"
 BRONZE_INGESTED_AT = "_bronze_ingested_at"
 CREATIVE_KNOWN = "_creative_known"
@@ -342,7 +345,7 @@ def standardize_impressions(source_tz: str) -> Callable[[DataFrame], DataFrame]:
                 F.lower(t("device_type")).alias("device_type"),
                 F.lower(t("os")).alias("os"),
                 F.lower(t("browser")).alias("browser"),
-                t("country").alias("country_raw"),
+                t("country").alias(COUNTRY_RAW),
                 t("region").alias("region"),
                 t("timestamp").alias("raw_timestamp"),
                 t("cost").alias("raw_cost"),
@@ -399,7 +402,7 @@ def standardize_bid_requests(source_tz: str) -> Callable[[DataFrame], DataFrame]
                 t("auction_id").alias("auction_id"),
                 parse_event_text(t("timestamp"), source_tz).alias(EVENT_TS),
                 t("user_id").alias("user_id"),
-                t("location").alias("location_raw"),
+                t("location").alias(LOCATION_RAW),
                 _money_of(t("bid_amount")).alias("bid_amount"),
                 t("creative_id").alias("creative_id"),
                 _host_of(t("website")).alias("website"),
