@@ -7,8 +7,11 @@ submit-packages: the packages spark-submit still needs as --packages: none when 
 jars-inputs: what set-up's jar step needs, one per line (one interpreter start, not four):
   excludes, the launch settings (driver memory, then driver Java options), the
   spark-defaults.conf path, submit-packages.
-submit-inputs: what scripts/spark_submit.sh needs, one per line (one start, not five):
-  submit-packages, excludes, master, driver-memory, driver-java-options.
+class-sharing-classpath, class-sharing-option: the driver classpath and the Java option of
+  set-up's class data sharing archive (scripts/class_archive.py); empty without a current one.
+submit-inputs: what scripts/spark_submit.sh needs, one per line (one start, not seven):
+  submit-packages, excludes, master, driver-memory, driver-java-options, then the two
+  class-sharing lines.
 write-spark-defaults --classpath FILE: write the jars of a Maven classpath (comma-separated,
   as `mvn dependency:build-classpath` wrote it, excludes already applied) as spark.jars into
   the spark-defaults.conf that spark-submit reads, leaving out jars Spark already ships, and
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from adlake.config import AppConfig, load_config
 from adlake.session import (
+    class_sharing,
     packages_configured_as_jars,
     read_spark_defaults,
     render_spark_defaults,
@@ -54,6 +58,11 @@ def _submit_packages(packages: tuple[str, ...]) -> str:
     return "" if configured else ",".join(packages)
 
 
+def _sharing() -> tuple[str, str]:
+    sharing = class_sharing()
+    return ("", "") if sharing is None else (sharing.classpath, sharing.java_option)
+
+
 # One printed setting each; the composite commands below print several, one line each.
 SETTINGS: dict[str, Callable[[AppConfig], str]] = {
     "packages": lambda cfg: ",".join(cfg.jvm.packages),
@@ -64,6 +73,8 @@ SETTINGS: dict[str, Callable[[AppConfig], str]] = {
     "lakehouse": lambda cfg: cfg.paths.lakehouse,
     "submit-packages": lambda cfg: _submit_packages(cfg.jvm.packages),
     "spark-defaults": lambda cfg: str(spark_defaults_path()),
+    "class-sharing-classpath": lambda cfg: _sharing()[0],
+    "class-sharing-option": lambda cfg: _sharing()[1],
 }
 # Lines of settings (space-separated within a line) for one interpreter start per script.
 COMPOSITES: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -79,6 +90,8 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], ...]] = {
         ("master",),
         ("driver-memory",),
         ("driver-java-options",),
+        ("class-sharing-classpath",),
+        ("class-sharing-option",),
     ),
 }
 

@@ -108,4 +108,9 @@ POM
   echo "$jars_want" > "$jars_stamp"
   echo "setup: wrote the JVM packages as local jars (spark.jars) into $defaults"
 fi
+# The driver JVM's class data sharing archive of those jars (~200 MB beside spark-defaults.conf):
+# every later driver maps Spark's, Delta's and Avro's classes instead of loading them from the
+# jars. Redone only when the classpath changes; without it jobs run the same, starting slower.
+.venv/bin/python scripts/class_archive.py --config "$CONFIG" \
+  || echo "setup: warning: scripts/class_archive.py failed; JVMs start without the archive"
 echo "setup: ready (venv .venv, JVM packages: $packages, as jars in $defaults)"

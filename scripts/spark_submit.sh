@@ -15,9 +15,15 @@ export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$py}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$py}"
 inputs=$($py scripts/jvm_args.py submit-inputs --config "$CONFIG")
 # One line each; $(...) drops trailing empty lines, so the last reads may find none.
-{ read -r packages || true; read -r excludes || true; read -r master || true
-  read -r memory || true; read -r java_options || true; } <<< "$inputs"
 args=()
+{ read -r packages || true; read -r excludes || true; read -r master || true
+  read -r memory || true; read -r java_options || true
+  read -r sharing_classpath || true; read -r sharing_option || true; } <<< "$inputs"
+# Set-up's class data sharing archive (scripts/class_archive.py): its classpath goes first.
+if [ -n "$sharing_classpath" ]; then
+  args+=(--driver-class-path "$sharing_classpath")
+  java_options="${java_options:+$java_options }$sharing_option"
+fi
 if [ -n "$packages" ]; then
   args+=(--packages "$packages")
   [ -n "$excludes" ] && args+=(--exclude-packages "$excludes")

@@ -15,10 +15,16 @@ from pyspark.sql import SparkSession
 from adlake.config import DEFAULT_CONFIG, load_config
 from adlake.session import (
     SPARK_DEFAULTS_MARKER,
+    archive_classpath,
+    class_archive_key,
+    class_archive_path,
+    class_sharing,
     packages_configured_as_jars,
     read_spark_defaults,
     render_spark_defaults,
+    spark_conf,
     spark_defaults_path,
+    spark_home,
 )
 from adlake_datagen import DatagenConfig, generate_landing
 from scripts.jvm_args import jars_to_add
@@ -134,15 +140,23 @@ def test_the_scripts_one_start_settings_are_the_single_settings_line_by_line() -
         name: printed(name)[0]
         for name in (
             "submit-packages", "excludes", "master", "driver-memory", "driver-java-options",
-            "spark-defaults",
+            "spark-defaults", "class-sharing-classpath", "class-sharing-option",
         )
     }  # fmt: skip
+    sharing = class_sharing()
+    assert sharing is not None  # set-up made the archive (`make test` runs set-up first)
     assert printed("submit-inputs") == [
         singles["submit-packages"],
         singles["excludes"],
         "local[*]",
         "4g",
         "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
+        sharing.classpath,
+        f"-XX:SharedArchiveFile={class_archive_path()}",
+    ]
+    assert [singles["class-sharing-classpath"], singles["class-sharing-option"]] == [
+        sharing.classpath,
+        sharing.java_option,
     ]
     assert [singles[n] for n in ("master", "driver-memory")] == ["local[*]", "4g"]
     assert printed("jars-inputs") == [
@@ -152,3 +166,65 @@ def test_the_scripts_one_start_settings_are_the_single_settings_line_by_line() -
         singles["submit-packages"],
     ]
     assert singles["spark-defaults"].endswith("pyspark/conf/spark-defaults.conf")
+
+
+def _archive(conf_dir: Path, jars: str, made_for: str | None = None) -> Path:
+    """A spark-defaults.conf with `jars` and an archive file made for `made_for` (default:
+    the classpath of those jars)."""
+    (conf_dir / "spark-defaults.conf").write_text(f"spark.jars  {jars}\n", encoding="utf-8")
+    archive = conf_dir / "adlake-classes.jsa"
+    archive.write_bytes(b"archive")
+    classpath = archive_classpath({"spark.jars": jars}) if made_for is None else made_for
+    archive.with_suffix(".key").write_text(class_archive_key(classpath), encoding="utf-8")
+    return archive
+
+
+def test_a_started_driver_gets_the_class_archive_only_when_made_for_its_classpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The factory starts the driver with the set-up's archive and its classpath first; not
+    with an archive made for other jars, nor under spark-submit (the JVM runs already), nor
+    when the config sets its own driver classpath."""
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    cfg = load_config(DEFAULT_CONFIG)
+    java, classpath = "spark.driver.extraJavaOptions", "spark.driver.extraClassPath"
+
+    def launch(overrides: dict[str, str] | None = None) -> tuple[str, str | None]:
+        conf = spark_conf(cfg, overrides)
+        return conf[java], conf.get(classpath)
+
+    assert launch() == ("-XX:-DontCompileHugeMethods -XX:+UseParallelGC", None)
+    archive = _archive(tmp_path, "file:/m2/delta.jar, /m2/avro.jar")
+    assert launch() == (
+        f"-XX:-DontCompileHugeMethods -XX:+UseParallelGC -XX:SharedArchiveFile={archive}",
+        f"{spark_home()}/jars/*:/m2/delta.jar:/m2/avro.jar",
+    )
+    assert launch({java: "-Xss4m"}) == (f"-Xss4m -XX:SharedArchiveFile={archive}",
+                                        f"{spark_home()}/jars/*:/m2/delta.jar:/m2/avro.jar")  # fmt: skip
+    assert launch({classpath: "/own/lib/*"}) == (
+        "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
+        "/own/lib/*",
+    )
+    _archive(tmp_path, "/m2/delta-4.5.jar,/m2/avro.jar", made_for=f"{spark_home()}/jars/*:/m2/a")
+    assert launch() == ("-XX:-DontCompileHugeMethods -XX:+UseParallelGC", None)
+    _archive(tmp_path, "/m2/delta.jar")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "another-jdk"))  # made for another JVM
+    assert launch() == ("-XX:-DontCompileHugeMethods -XX:+UseParallelGC", None)
+    monkeypatch.delenv("JAVA_HOME")
+    _archive(tmp_path, "/m2/delta.jar")
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "40000")
+    assert launch() == ("-XX:-DontCompileHugeMethods -XX:+UseParallelGC", None)
+
+
+def test_the_suite_driver_maps_the_set_up_class_archive(spark: SparkSession) -> None:
+    """Set-up's archive is made for this classpath and the driver the factory started maps
+    it: HotSpot keeps a mapped archive's file in the process's memory map (and unmaps one it
+    rejects)."""
+    sharing = class_sharing()
+    assert sharing is not None
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    pid = jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getPid()
+    maps = Path(f"/proc/{pid}/maps").read_text(encoding="utf-8")
+    assert str(class_archive_path()) in maps

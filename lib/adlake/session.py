@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -89,11 +91,12 @@ def render_spark_defaults(
     `settings` (launch-time settings such as spark.driver.memory, which a running JVM ignores).
 
     Lines outside the block are kept, except ones setting a key the block sets (or
-    spark.jars.packages, which would resolve the packages again): those are dropped with a
-    warning naming them.
+    spark.jars.packages, which would resolve the packages again, or
+    spark.driver.extraClassPath, which only the class data sharing archive's block sets):
+    those are dropped with a warning naming them.
     """
     block = {"spark.jars": ",".join(jars), **(settings or {})}
-    owned = {*block, "spark.jars.packages"}
+    owned = {*block, "spark.jars.packages", DRIVER_CLASSPATH}
     kept: list[str] = []
     in_block = False
     for line in existing.splitlines():
@@ -114,6 +117,59 @@ def render_spark_defaults(
     return "\n".join([*kept, *([""] if kept else []), *lines]) + "\n"
 
 
+# The driver JVM's class data sharing archive (scripts/class_archive.py writes it at set-up),
+# beside the spark-defaults.conf whose jars it holds, with what it was made for (`.key`).
+CLASS_ARCHIVE_NAME = "adlake-classes.jsa"
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+DRIVER_CLASSPATH = "spark.driver.extraClassPath"
+
+
+@dataclass(frozen=True)
+class ClassSharing:
+    """A driver JVM started with `classpath` first and `java_option` maps the archive's classes
+    (Spark's, Delta's, Avro's) instead of parsing and verifying them from their jars."""
+
+    classpath: str
+    java_option: str
+
+
+def class_archive_path() -> Path:
+    return spark_defaults_path().with_name(CLASS_ARCHIVE_NAME)
+
+
+def archive_classpath(defaults: Mapping[str, str]) -> str:
+    """Spark's jars, then the spark.jars of `defaults`: the driver classpath an archive covers.
+
+    Set as spark.driver.extraClassPath, these come before the conf directory on the
+    launcher's classpath; HotSpot refuses to archive classes behind a non-empty directory.
+    """
+    jars = [j.strip().removeprefix("file:") for j in defaults.get("spark.jars", "").split(",")]
+    return os.pathsep.join([str(spark_home() / "jars" / "*"), *[j for j in jars if j]])
+
+
+def class_archive_key(classpath: str) -> str:
+    """What an archive is valid for: the classpath and the java binary (its real path and
+    modification time, which a JDK update changes), the JVM spark-submit starts."""
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    java = Path(found).resolve() if found else None
+    stamp = f"{java} {java.stat().st_mtime_ns}" if java and java.is_file() else "no java"
+    return f"{classpath}\n{stamp}\n"
+
+
+def class_sharing() -> ClassSharing | None:
+    """The set-up's archive, when it was made for today's classpath and JVM (else None: a JVM
+    given a stale archive ignores it, with a warning on its output)."""
+    archive = class_archive_path()
+    key = archive.with_suffix(".key")
+    if not archive.is_file() or not key.is_file():
+        return None
+    classpath = archive_classpath(read_spark_defaults(spark_defaults_path()))
+    if key.read_text(encoding="utf-8") != class_archive_key(classpath):
+        return None
+    return ClassSharing(classpath, f"-XX:SharedArchiveFile={archive}")
+
+
 def spark_conf(cfg: AppConfig, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """All settings the factory applies, in order of precedence (later wins)."""
     conf: dict[str, str] = {"spark.app.name": cfg.spark.app_name}
@@ -132,6 +188,13 @@ def spark_conf(cfg: AppConfig, overrides: Mapping[str, str] | None = None) -> di
     conf.update(cfg.spark.conf)
     conf.update(_REQUIRED_CONF)
     conf.update(overrides or {})
+    # Launch-time settings: only when this call starts the JVM (not under spark-submit), and
+    # not when the config chose its own driver classpath.
+    sharing = None if "PYSPARK_GATEWAY_PORT" in os.environ else class_sharing()
+    if sharing is not None and DRIVER_CLASSPATH not in conf:
+        conf[DRIVER_CLASSPATH] = sharing.classpath
+        java = f"{conf.get(DRIVER_JAVA_OPTIONS, '')} {sharing.java_option}"
+        conf[DRIVER_JAVA_OPTIONS] = java.strip()
     return conf
 
 
