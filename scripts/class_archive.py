@@ -71,15 +71,18 @@ def _warm_up(config: Path, archive: Path, classpath: str, workdir: Path) -> None
     cfg = parse_config(data, workdir)
     java = f"{cfg.spark.conf.get(DRIVER_JAVA_OPTIONS, '')} -XX:ArchiveClassesAtExit={archive}"
     spark = build_spark(cfg, {DRIVER_CLASSPATH: classpath, DRIVER_JAVA_OPTIONS: java.strip()})
-    ingest.run_batch(spark, cfg, SOURCES)
-    silver_run.run_batch(spark, cfg, SOURCES)
-    build_gold(spark, cfg)
-    # The JVM writes the archive as it exits, which it does when its stdin closes (pyspark's
-    # gateway); wait for that, or this process would end before the archive is whole.
     jvm = SparkContext._gateway.proc  # type: ignore[union-attr]
-    spark.stop()
-    jvm.stdin.close()
-    jvm.wait(timeout=600)
+    try:
+        ingest.run_batch(spark, cfg, SOURCES)
+        silver_run.run_batch(spark, cfg, SOURCES)
+        build_gold(spark, cfg)
+    finally:
+        # The JVM writes the archive as it exits, which it does when its stdin closes
+        # (pyspark's gateway): wait for that, so that no JVM is left writing once this
+        # process has ended (build() keeps the archive only after a clean run).
+        spark.stop()
+        jvm.stdin.close()
+        jvm.wait(timeout=600)
 
 
 def _write_settings(config_path: str | None, archive: Path | None) -> None:

@@ -110,7 +110,8 @@ POM
 fi
 # The driver JVM's class data sharing archive of those jars (~200 MB beside spark-defaults.conf):
 # every later driver maps Spark's, Delta's and Avro's classes instead of loading them from the
-# jars. Redone only when the classpath changes; without it jobs run the same, starting slower.
+# jars. Redone when the classpath or java changes; without it jobs run the same, only slower
+# to start.
 .venv/bin/python scripts/class_archive.py --config "$CONFIG" \
   || echo "setup: warning: scripts/class_archive.py failed; JVMs start without the archive"
 echo "setup: ready (venv .venv, JVM packages: $packages, as jars in $defaults)"
