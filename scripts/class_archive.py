@@ -36,8 +36,10 @@ from adlake.session import (
     DRIVER_JAVA_OPTIONS,
     archive_classpath,
     class_archive_key,
+    class_archive_key_path,
     class_archive_path,
     class_sharing,
+    launch_settings,
     packages_configured_as_jars,
     read_spark_defaults,
     render_spark_defaults,
@@ -92,11 +94,7 @@ def _write_settings(config_path: str | None, archive: Path | None) -> None:
     existing = target.read_text(encoding="utf-8")
     defaults = read_spark_defaults(target)
     jars = [j for j in defaults.get("spark.jars", "").split(",") if j]
-    settings = {
-        key: cfg.spark.conf[key]
-        for key in ("spark.driver.memory", DRIVER_JAVA_OPTIONS)
-        if cfg.spark.conf.get(key)
-    }
+    settings = launch_settings(cfg)
     if archive is not None:
         java = f"{settings.get(DRIVER_JAVA_OPTIONS, '')} -XX:SharedArchiveFile={archive}"
         settings[DRIVER_JAVA_OPTIONS] = java.strip()
@@ -116,7 +114,7 @@ def build(config_path: str | None) -> int:
         _write_settings(config_path, archive)
         print(f"class_archive: ready ({archive})")
         return 0
-    key = archive.with_suffix(".key")
+    key = class_archive_key_path(archive)
     for stale in (key, archive):
         stale.unlink(missing_ok=True)
     _write_settings(config_path, None)

@@ -29,6 +29,7 @@ from pathlib import Path
 from adlake.config import AppConfig, load_config
 from adlake.session import (
     class_sharing,
+    launch_settings,
     packages_configured_as_jars,
     read_spark_defaults,
     render_spark_defaults,
@@ -103,12 +104,7 @@ def _write_spark_defaults(cfg: AppConfig, classpath_file: Path) -> Path:
     target = spark_defaults_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     existing = target.read_text(encoding="utf-8") if target.is_file() else ""
-    settings = {
-        key: cfg.spark.conf[key]
-        for key in ("spark.driver.memory", "spark.driver.extraJavaOptions")
-        if cfg.spark.conf.get(key)
-    }
-    target.write_text(render_spark_defaults(existing, jars, settings), encoding="utf-8")
+    target.write_text(render_spark_defaults(existing, jars, launch_settings(cfg)), encoding="utf-8")
     if not packages_configured_as_jars(cfg.jvm.packages, read_spark_defaults(target)):
         raise SystemExit(f"{target}: a jar of {cfg.jvm.packages} is missing from {jars}")
     return target

@@ -20,6 +20,11 @@ args=()
   read -r memory || true; read -r java_options || true
   read -r sharing_classpath || true; read -r sharing_option || true; } <<< "$inputs"
 # Set-up's class data sharing archive (scripts/class_archive.py): its classpath goes first.
+# Not for a driver that cluster deploy mode starts on another machine, which has no such file.
+extra=" ${SPARK_SUBMIT_OPTS_EXTRA:-} "
+if [[ "$extra" == *" --deploy-mode cluster "* || "$extra" == *" --deploy-mode=cluster "* ]]; then
+  sharing_classpath=""
+fi
 if [ -n "$sharing_classpath" ]; then
   args+=(--driver-class-path "$sharing_classpath")
   java_options="${java_options:+$java_options }$sharing_option"

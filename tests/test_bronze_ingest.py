@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from adlake import schemas
+from adlake.bronze import parse, readers
 from adlake.bronze.ingest import BronzeIngestor, run_batch
 from adlake.config import SOURCES, AppConfig
 from adlake.tables import BRONZE_QUARANTINE, COMMITTED, INGEST_FILE_LOG
@@ -224,13 +225,13 @@ def test_malformed_input_is_quarantined_with_reasons_and_reconciles(
                 "clicks_conversions",
                 "a.csv",
                 "csv_column_count",
-                "line 4: expected 4 fields (header), got 3",
+                "expected 4 fields (header), got 3",
             ),
             (
                 "clicks_conversions",
                 "a.csv",
                 "csv_column_count",
-                "line 5: expected 4 fields (header), got 5",
+                "expected 4 fields (header), got 5",
             ),
             ("clicks_conversions", "a.csv", "wrong_type", "user_id"),
             ("bid_requests", "truncated.avro", "corrupt_file", None),
@@ -458,6 +459,83 @@ def test_byte_order_marks_are_stripped_and_an_empty_avro_file_is_corrupt(
         r["file_path"].rsplit("/", 1)[1]: (r["bronze_rows"], r["quarantined_rows"])
         for r in log.collect()
     } == {"excel.csv": (2, 0), "notepad.jsonl": (2, 0), "good.avro": (2, 0), "empty.avro": (0, 1)}
+
+
+def test_csv_files_are_read_by_header_with_sparks_reader(
+    spark: SparkSession, cfg: AppConfig
+) -> None:
+    """Headers that differ in case, quoting, order and extra columns; blank lines and a BOM
+    before the header; a header naming a column twice; a file of blank lines."""
+    upper = '\r\n \r\n"Timestamp","USER_ID",Campaign_ID,conversion_type\r\n' + (
+        "2023-11-01 10:02:00,101,1,signup\r\n"
+    )
+    land(cfg, "clicks_conversions", "upper.csv", b"\xef\xbb\xbf" + upper.encode("utf-8"))
+    reordered = (
+        "conversion_type,channel,user_id,timestamp,campaign_id,revenue\n"
+        'purchase,"email, weekly",102,2023-11-01 10:06:00,2,9.5\n'
+        "purchase,,103,2023-11-01 10:07:00,2,lots\n"
+    )
+    land(cfg, "clicks_conversions", "reordered.csv", reordered)
+    land(cfg, "clicks_conversions", "twice.csv", "timestamp,user_id,User_ID\n1,2,3\n")
+    land(cfg, "clicks_conversions", "blank.csv", "\n  \n")
+
+    run_batch(spark, cfg, ["clicks_conversions"])
+
+    clicks = table(spark, cfg, "bronze/clicks_conversions")
+    assert sorted(
+        (r["timestamp"], r["user_id"], r["campaign_id"], r["revenue"], r[schemas.RESCUED_DATA])
+        for r in clicks.collect()
+    ) == [
+        ("2023-11-01 10:02:00", "101", "1", None, None),
+        ("2023-11-01 10:06:00", "102", "2", "9.5", '{"channel":"email, weekly"}'),
+    ]
+    q = table(spark, cfg, BRONZE_QUARANTINE.relative_path)
+    assert sorted(
+        (r[schemas.SOURCE_FILE].rsplit("/", 1)[1], r["reason"], r["detail"], r["raw_record"])
+        for r in q.collect()
+    ) == [
+        (
+            "reordered.csv",
+            "wrong_type",
+            "revenue",
+            "purchase,,103,2023-11-01 10:07:00,2,lots",
+        ),
+        (
+            "twice.csv",
+            "corrupt_file",
+            "CSV header names a column more than once: user_id",
+            None,
+        ),
+    ]
+    log = table(spark, cfg, INGEST_FILE_LOG.relative_path).where(F.col("status") == COMMITTED)
+    assert {
+        r["file_path"].rsplit("/", 1)[1]: (r["bronze_rows"], r["quarantined_rows"])
+        for r in log.collect()
+    } == {"upper.csv": (1, 0), "reordered.csv": (1, 1), "twice.csv": (0, 1), "blank.csv": (0, 0)}
+
+
+def test_a_large_csv_file_is_read_in_splits_with_its_header_dropped_once(
+    spark: SparkSession, cfg: AppConfig
+) -> None:
+    """Spark's CSV reader splits a file across tasks (a whole-file read could not), and only
+    the task at the file's start drops the header line."""
+    rows = [f"2023-11-01 10:{i % 60:02d}:00,{i},{i % 7},click" for i in range(2000)]
+    path = land(
+        cfg, "clicks_conversions", "big.csv", SEED_CLICKS.splitlines()[0] + "\n" + "\n".join(rows)
+    )
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "8k")
+    try:
+        parsed = readers.read_parsed(
+            spark, "clicks_conversions", schemas.BRONZE_CLICKS_CONVERSIONS_SCHEMA, [path], {}
+        )
+        assert parsed.rdd.getNumPartitions() >= 5
+        got = parsed.select("user_id", parse.REJECT_REASON).collect()
+    finally:
+        spark.conf.set(key, before)
+    assert sorted(int(r["user_id"]) for r in got) == list(range(2000))
+    assert {r[parse.REJECT_REASON] for r in got} == {None}
 
 
 def _committed(spark: SparkSession, cfg: AppConfig) -> list[tuple[int, str, int]]:

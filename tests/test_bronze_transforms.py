@@ -17,7 +17,7 @@ from pyspark.sql.types import (
 )
 
 from adlake import schemas
-from adlake.bronze import parse
+from adlake.bronze import csvheader, parse
 
 LINES = StructType(
     [
@@ -120,30 +120,31 @@ def test_json_lines_seed_record_wrong_types_rescue_and_malformed(spark: SparkSes
     )
 
 
-CSV_FILE = StructType(
-    [
-        StructField("value", StringType(), True),
-        StructField(schemas.SOURCE_FILE, StringType(), False),
-    ]
-)
+def _csv_rows(spark: SparkSession, width: int, rows: list[tuple[object, ...]]) -> DataFrame:
+    """Rows as Spark's CSV reader gives them for a `width`-column header (see readers)."""
+    schema = StructType(
+        [StructField(n, StringType(), True) for n in csvheader.positional(width)]
+        + [StructField(schemas.SOURCE_FILE, StringType(), False)]
+    )
+    return spark.createDataFrame(rows, schema)
 
 
-def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession) -> None:
-    f1 = (
-        "timestamp,user_id,campaign_id,conversion_type\r\n"
-        "2023-11-01 10:02:00,101,1,signup\r\n"
-        "2023-11-01 10:06:00,102,2\r\n"
-        "\r\n"
-        '"2023-11-01 10:07:00",103,"3","a ""quoted"", type"\r\n'
-        "2023-11-01 10:08:00,104,4,click,extra\r\n"
+def test_csv_rows_are_named_by_their_header_and_column_counts_checked(
+    spark: SparkSession,
+) -> None:
+    header = csvheader.names(["timestamp", "user_id", "campaign_id", "conversion_type"])
+    rows = _csv_rows(
+        spark,
+        4,
+        [
+            ("2023-11-01 10:02:00", "101", "1", "signup", None, "file:/c/1.csv"),
+            # The reader fills what it could parse of a short or long row: never used.
+            ("2023-11-01 10:06:00", "102", "2", None, "2023-11-01 10:06:00,102,2", "file:/c/1.csv"),
+            ("2023-11-01 10:07:00", "103", "3", 'a "quoted", type', None, "file:/c/1.csv"),
+            ("2023-11-01 10:08:00", "104", "4", "click", "x,104,4,click,extra", "file:/c/1.csv"),
+        ],
     )
-    f2 = (
-        "Event_ID,conversion_type,timestamp,user_id,campaign_id,creative_id,revenue,channel\n"
-        "e-1,purchase,2026-11-01T10:00:00Z,u1,7,70,12.50,email\n"
-        "e-2,Purchase,1730455200000,u 2,7,,abc,\n"
-    )
-    files = spark.createDataFrame([(f1, "file:/c/1.csv"), (f2, "file:/c/2.csv")], CSV_FILE)
-    actual = files.transform(parse.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS))
+    actual = rows.transform(parse.parse_csv_rows(schemas.CLICK_CONVERSION_FIELDS, header))
     names = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
 
     def row(**kv: object) -> tuple[object, ...]:
@@ -171,7 +172,7 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
                 "file:/c/1.csv",
                 "2023-11-01 10:06:00,102,2",
                 "csv_column_count",
-                "line 3: expected 4 fields (header), got 3",
+                "expected 4 fields (header), got 3",
             ),
             (
                 *row(
@@ -182,7 +183,7 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
                 ),
                 None,
                 "file:/c/1.csv",
-                '"2023-11-01 10:07:00",103,"3","a ""quoted"", type"',
+                '2023-11-01 10:07:00,103,3,"a ""quoted"", type"',
                 None,
                 None,
             ),
@@ -190,10 +191,50 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
                 *row(),
                 None,
                 "file:/c/1.csv",
-                "2023-11-01 10:08:00,104,4,click,extra",
+                "x,104,4,click,extra",
                 "csv_column_count",
-                "line 6: expected 4 fields (header), got 5",
+                "expected 4 fields (header), got 5",
             ),
+        ],
+        names,
+    )
+
+
+def test_csv_columns_outside_the_contract_are_rescued_and_types_checked(
+    spark: SparkSession,
+) -> None:
+    tokens = ["Event_ID", "conversion_type", "timestamp", "user_id", " campaign_id"]
+    tokens += ["creative_id", "revenue", '"Channel"']
+    rows = _csv_rows(
+        spark,
+        8,
+        [
+            (
+                "e-1",
+                "purchase",
+                "2026-11-01T10:00:00Z",
+                "u1",
+                "7",
+                "70",
+                "12.50",
+                "email",
+                None,
+                "f",
+            ),
+            ("e-2", "Purchase", "1730455200000", "u 2", "7", None, "abc", None, None, "f"),
+            ("e-3", "click", "t", "u3", "7", None, None, " web, app ", None, "f"),
+        ],
+    )
+    header = csvheader.names(tokens)
+    actual = rows.transform(parse.parse_csv_rows(schemas.CLICK_CONVERSION_FIELDS, header))
+    names = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
+
+    def row(**kv: object) -> tuple[object, ...]:
+        return tuple(kv.get(n) for n in names)
+
+    _assert_rows(
+        actual,
+        [
             (
                 *row(
                     event_id="e-1",
@@ -205,7 +246,7 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
                     revenue="12.50",
                 ),
                 '{"channel":"email"}',
-                "file:/c/2.csv",
+                "f",
                 "e-1,purchase,2026-11-01T10:00:00Z,u1,7,70,12.50,email",
                 None,
                 None,
@@ -220,10 +261,24 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
                     revenue="abc",
                 ),
                 None,
-                "file:/c/2.csv",
+                "f",
                 "e-2,Purchase,1730455200000,u 2,7,,abc,",
                 "wrong_type",
                 "user_id,revenue",
+            ),
+            (
+                *row(
+                    event_id="e-3",
+                    timestamp="t",
+                    user_id="u3",
+                    campaign_id="7",
+                    conversion_type="click",
+                ),
+                '{"channel":" web, app "}',
+                "f",
+                'e-3,click,t,u3,7,,," web, app "',
+                None,
+                None,
             ),
         ],
         names,
@@ -233,53 +288,30 @@ def test_csv_uses_each_files_header_and_checks_column_counts(spark: SparkSession
 BOM = "\ufeff"  # a UTF-8 byte-order mark, as Excel's "CSV UTF-8" and Notepad write
 
 
-def test_csv_header_after_a_byte_order_mark_names_its_column(spark: SparkSession) -> None:
-    plain = "timestamp,user_id,campaign_id,conversion_type\r\n2023-11-01 10:02:00,101,1,signup\r\n"
-    quoted = (
-        '"timestamp","user_id","campaign_id","conversion_type"\n'
-        "2023-11-01 10:06:00,102,2,purchase\n"
+def test_csv_header_lines_are_split_like_rows_and_named_case_blind() -> None:
+    assert csvheader.tokens(BOM + 'a, B ,"c ""d""",,"e,f"') == [
+        "a",
+        " B ",
+        'c "d"',
+        "",
+        "e,f",
+    ]
+    assert csvheader.names([" A ", ' "User_ID" ', "", 'c "d"']) == (
+        "a",
+        "user_id",
+        "",
+        'c "d"',
     )
-    files = spark.createDataFrame(
-        [(BOM + plain, "file:/c/excel.csv"), (BOM + quoted, "file:/c/quoted.csv")], CSV_FILE
-    )
-    actual = files.transform(parse.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS))
-    names = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
-
-    def row(**kv: object) -> tuple[object, ...]:
-        return tuple(kv.get(n) for n in names)
-
-    _assert_rows(
-        actual,
-        [
-            (
-                *row(
-                    timestamp="2023-11-01 10:02:00",
-                    user_id="101",
-                    campaign_id="1",
-                    conversion_type="signup",
-                ),
-                None,
-                "file:/c/excel.csv",
-                "2023-11-01 10:02:00,101,1,signup",
-                None,
-                None,
-            ),
-            (
-                *row(
-                    timestamp="2023-11-01 10:06:00",
-                    user_id="102",
-                    campaign_id="2",
-                    conversion_type="purchase",
-                ),
-                None,
-                "file:/c/quoted.csv",
-                "2023-11-01 10:06:00,102,2,purchase",
-                None,
-                None,
-            ),
-        ],
-        names,
-    )
+    assert csvheader.duplicates(("a", "b", "a", "c", "b", "a")) == ["a", "b"]
+    assert csvheader.duplicates(("a", "b")) == []
+    assert [csvheader.is_blank(x) for x in ["", " \t\r", BOM, BOM + " ", " x", "\u00a0"]] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_json_line_after_a_byte_order_mark_is_a_record(spark: SparkSession) -> None:
@@ -421,17 +453,17 @@ def test_union_parsed_aligns_parts_by_name(spark: SparkSession) -> None:
 
 
 def test_parsed_schema_is_what_the_parsers_produce(spark: SparkSession) -> None:
-    for contract, bronze_schema, parser in [
-        (schemas.IMPRESSION_FIELDS, schemas.BRONZE_IMPRESSIONS_SCHEMA, parse.parse_json_lines),
-        (
-            schemas.CLICK_CONVERSION_FIELDS,
-            schemas.BRONZE_CLICKS_CONVERSIONS_SCHEMA,
-            parse.parse_csv_files,
-        ),
-    ]:
-        parsed = spark.createDataFrame([], LINES).transform(parser(contract))
-        empty = spark.createDataFrame([], parse.parsed_schema(bronze_schema))
-        assert_df_equality(empty, parsed, ignore_nullable=True)
+    parsed = spark.createDataFrame([], LINES).transform(
+        parse.parse_json_lines(schemas.IMPRESSION_FIELDS)
+    )
+    empty = spark.createDataFrame([], parse.parsed_schema(schemas.BRONZE_IMPRESSIONS_SCHEMA))
+    assert_df_equality(empty, parsed, ignore_nullable=True)
+    header = ("user_id", "extra")
+    parsed = _csv_rows(spark, 2, []).transform(
+        parse.parse_csv_rows(schemas.CLICK_CONVERSION_FIELDS, header)
+    )
+    empty = spark.createDataFrame([], parse.parsed_schema(schemas.BRONZE_CLICKS_CONVERSIONS_SCHEMA))
+    assert_df_equality(empty, parsed, ignore_nullable=True)
 
 
 def test_reject_buckets_find_every_rejected_line_again(spark: SparkSession) -> None:

@@ -17,6 +17,7 @@ from adlake.session import (
     SPARK_DEFAULTS_MARKER,
     archive_classpath,
     class_archive_key,
+    class_archive_key_path,
     class_archive_path,
     class_sharing,
     packages_configured_as_jars,
@@ -175,7 +176,7 @@ def _archive(conf_dir: Path, jars: str, made_for: str | None = None) -> Path:
     archive = conf_dir / "adlake-classes.jsa"
     archive.write_bytes(b"archive")
     classpath = archive_classpath({"spark.jars": jars}) if made_for is None else made_for
-    archive.with_suffix(".key").write_text(class_archive_key(classpath), encoding="utf-8")
+    class_archive_key_path(archive).write_text(class_archive_key(classpath), encoding="utf-8")
     return archive
 
 
@@ -215,6 +216,47 @@ def test_a_started_driver_gets_the_class_archive_only_when_made_for_its_classpat
     _archive(tmp_path, "/m2/delta.jar")
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "40000")
     assert launch() == ("-XX:-DontCompileHugeMethods -XX:+UseParallelGC", None)
+
+
+def test_spark_submit_sh_passes_the_archive_only_to_a_driver_on_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/spark_submit.sh puts the archive's classpath first and its option in the
+    driver's Java options; not when the caller submits in cluster deploy mode, where the
+    driver starts on another machine that has no such file."""
+    home = tmp_path / "spark"
+    (home / "bin").mkdir(parents=True)
+    submit = home / "bin" / "spark-submit"
+    submit.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n', encoding="utf-8")
+    submit.chmod(0o755)
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    monkeypatch.setenv("SPARK_HOME", str(home))
+    monkeypatch.setenv("SPARK_CONF_DIR", str(conf_dir))
+    archive = _archive(conf_dir, "/m2/delta.jar")
+
+    def submitted(extra: str) -> list[str]:
+        env = {**os.environ, "SPARK_SUBMIT_OPTS_EXTRA": extra}
+        done = subprocess.run(
+            ["bash", "scripts/spark_submit.sh", "jobs/bronze_ingest.py"],
+            env=env, capture_output=True, text=True, check=True, timeout=120,
+        )  # fmt: skip
+        return done.stdout.splitlines()
+
+    def sharing(args: list[str]) -> tuple[str | None, bool]:
+        classpath = (
+            args[args.index("--driver-class-path") + 1] if "--driver-class-path" in args else None
+        )
+        java = args[args.index("--driver-java-options") + 1]
+        return classpath, f"-XX:SharedArchiveFile={archive}" in java  # fmt: skip
+
+    assert sharing(submitted("")) == (f"{home}/jars/*:/m2/delta.jar", True)
+    assert sharing(submitted("--master yarn --deploy-mode client")) == (
+        f"{home}/jars/*:/m2/delta.jar",
+        True,
+    )
+    assert sharing(submitted("--master yarn --deploy-mode cluster")) == (None, False)
+    assert sharing(submitted("--deploy-mode=cluster")) == (None, False)
 
 
 def test_the_suite_driver_maps_the_set_up_class_archive(spark: SparkSession) -> None:

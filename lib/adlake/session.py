@@ -137,6 +137,21 @@ def class_archive_path() -> Path:
     return spark_defaults_path().with_name(CLASS_ARCHIVE_NAME)
 
 
+def class_archive_key_path(archive: Path) -> Path:
+    """Where `class_archive_key` of the archive is kept: beside it."""
+    return archive.with_suffix(".key")
+
+
+# What the config sets for a driver before its JVM starts, so a plain spark-submit (which
+# reads spark-defaults.conf) starts its driver as the factory would.
+LAUNCH_SETTINGS = ("spark.driver.memory", DRIVER_JAVA_OPTIONS)
+
+
+def launch_settings(cfg: AppConfig) -> dict[str, str]:
+    """The config's `LAUNCH_SETTINGS` that are set, for spark-defaults.conf."""
+    return {key: cfg.spark.conf[key] for key in LAUNCH_SETTINGS if cfg.spark.conf.get(key)}
+
+
 def archive_classpath(defaults: Mapping[str, str]) -> str:
     """Spark's jars, then the spark.jars of `defaults`: the driver classpath an archive covers.
 
@@ -161,7 +176,7 @@ def class_sharing() -> ClassSharing | None:
     """The set-up's archive, when it was made for today's classpath and JVM (else None: a JVM
     given a stale archive ignores it, with a warning on its output)."""
     archive = class_archive_path()
-    key = archive.with_suffix(".key")
+    key = class_archive_key_path(archive)
     if not archive.is_file() or not key.is_file():
         return None
     classpath = archive_classpath(read_spark_defaults(spark_defaults_path()))

@@ -24,6 +24,7 @@ from pyspark.sql.types import (
 )
 
 from adlake import schemas
+from adlake.bronze import csvheader
 from adlake.schemas import ID, NUMBER, SourceField
 
 # Reason codes in bronze/quarantine.reason (documented in the README).
@@ -76,20 +77,20 @@ def _rescued(fields_map: Column, known: Sequence[str]) -> Column:
     return F.when(F.size(fields_map) > known_keys, F.when(F.size(extra) > 0, F.to_json(extra)))
 
 
-def _from_map(
+def _classified(
     df: DataFrame,
-    fields_map: Column,
-    contract: Sequence[SourceField],
+    values: Sequence[tuple[str, Column, str]],
+    rescued: Column,
     malformed: Column,
     reason: str,
     malformed_detail: Column | None = None,
 ) -> DataFrame:
-    """Project contract fields out of a map column and classify the record."""
-    values = [(f.name, fields_map[f.name], f.kind) for f in contract]
+    """Contract fields (name, value, kind), rescued data and lineage, with each record's
+    reject reason: `reason` when malformed, else wrong_type when a value does not fit."""
     wrong = wrong_type_fields(values)
     return df.select(
         *[value.alias(name) for name, value, _ in values],
-        _rescued(fields_map, [f.name for f in contract]).alias(schemas.RESCUED_DATA),
+        rescued.alias(schemas.RESCUED_DATA),
         F.col(schemas.SOURCE_FILE),
         F.col(RAW_RECORD),
         F.when(malformed, F.lit(reason))
@@ -119,61 +120,64 @@ def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], D
             F.col(schemas.SOURCE_FILE),
             F.from_json(text, "map<string,string>").alias("_fields"),
         )
-        return _from_map(
-            records, F.col("_fields"), contract, F.col("_fields").isNull(), MALFORMED_JSON
+        fields = F.col("_fields")
+        return _classified(
+            records,
+            [(f.name, fields[f.name], f.kind) for f in contract],
+            _rescued(fields, [f.name for f in contract]),
+            fields.isNull(),
+            MALFORMED_JSON,
         )
 
     return transform
 
 
-def parse_csv_files(contract: Sequence[SourceField]) -> Callable[[DataFrame], DataFrame]:
-    """Parse whole CSV files (`value` = file text, `_source_file`) using each file's header.
+def parse_csv_rows(
+    contract: Sequence[SourceField], header: Sequence[str]
+) -> Callable[[DataFrame], DataFrame]:
+    """Parse the CSV reader's rows (`csvheader.positional(len(header))`, `_source_file`) of
+    files sharing one header.
 
-    The header (first line, after a leading byte-order mark) names the columns, so files may
-    order columns differently or add new ones (rescued). A data row whose field count differs
-    from its header's is quarantined with its line number; blank lines are not records.
+    Columns are named by the header, so files may order columns differently or add new ones
+    (rescued). A row whose field count differs from the header's is quarantined with its
+    text as read; other rows keep their fields re-joined as a CSV line (`to_csv`, header
+    order) as the raw record, which only quarantine rows carry.
     """
 
-    def unquote(token: Column) -> Column:
-        stripped = F.regexp_replace(token, r'^\s*"(.*)"\s*$', "$1")
-        quoted = token.rlike(r'^\s*".*"\s*$')
-        value = F.when(quoted, F.regexp_replace(stripped, '""', '"')).otherwise(token)
-        return F.when(value != "", value)
+    position = {name: i for i, name in enumerate(header)}
+    known = {f.name for f in contract}
+    extra = [(name, i) for i, name in enumerate(header) if name not in known]
 
-    def transform(files: DataFrame) -> DataFrame:
-        lines = files.select(
-            F.col(schemas.SOURCE_FILE),
-            F.posexplode(F.split(_without_bom(F.col("value")), "\n")).alias("line_no", "line"),
-        ).withColumn("line", F.regexp_replace("line", "\r$", ""))
-        headers = lines.where(F.col("line_no") == 0).select(
-            F.col(schemas.SOURCE_FILE),
-            F.transform(
-                F.split(F.col("line"), _CSV_SPLIT, -1), lambda t: F.lower(F.trim(unquote(t)))
-            ).alias("_header"),
-        )
-        rows = (
-            lines.where((F.col("line_no") > 0) & (F.trim(F.col("line")) != ""))
-            .join(F.broadcast(headers), schemas.SOURCE_FILE, "left")
-            .withColumn("_tokens", F.transform(F.split(F.col("line"), _CSV_SPLIT, -1), unquote))
-        )
-        count_ok = F.size("_tokens") == F.size("_header")
-        records = rows.select(
-            F.col("line").alias(RAW_RECORD),
-            F.col(schemas.SOURCE_FILE),
-            F.col("line_no"),
-            F.size("_tokens").alias("_n_tokens"),
-            F.size("_header").alias("_n_header"),
-            count_ok.alias("_count_ok"),
-            F.when(count_ok, F.map_from_arrays("_header", "_tokens")).alias("_fields"),
-        )
+    def transform(rows: DataFrame) -> DataFrame:
+        def column(i: int) -> Column:
+            return F.when(~malformed, F.col(f"_c{i}"))
+
+        malformed = F.col(csvheader.CORRUPT).isNotNull()
+        line = F.to_csv(F.struct(*[F.col(f"_c{i}") for i in range(len(header))]), csvheader.OPTIONS)
+        values = [
+            (f.name, column(position[f.name]) if f.name in position else F.lit(None), f.kind)
+            for f in contract
+        ]
+        # to_json leaves out null fields: a row whose extra columns are all empty rescues none.
+        rescued = F.to_json(F.struct(*[column(i).alias(name) for name, i in extra]))
         detail = F.format_string(
-            "line %d: expected %d fields (header), got %d",
-            F.col("line_no") + 1,
-            F.col("_n_header"),
-            F.col("_n_tokens"),
+            "expected %d fields (header), got %d",
+            F.lit(len(header)),
+            F.size(F.split(F.col(csvheader.CORRUPT), _CSV_SPLIT, -1)),
         )
-        return _from_map(
-            records, F.col("_fields"), contract, ~F.col("_count_ok"), CSV_COLUMN_COUNT, detail
+        records = rows.select(
+            F.when(malformed, F.col(csvheader.CORRUPT)).otherwise(line).alias(RAW_RECORD),
+            F.col(schemas.SOURCE_FILE),
+            *[F.col(f"_c{i}") for i in range(len(header))],
+            F.col(csvheader.CORRUPT),
+        )
+        return _classified(
+            records,
+            [(name, value.cast("string"), kind) for name, value, kind in values],
+            F.nullif(rescued, F.lit("{}")) if extra else F.lit(None).cast("string"),
+            malformed,
+            CSV_COLUMN_COUNT,
+            detail,
         )
 
     return transform

@@ -1,7 +1,8 @@
 """Landing file readers (I/O): one source's files -> parsed rows, as `bronze.parse` defines them.
 
-JSON Lines and CSV are read as text by Spark and parsed with built-in expressions; Avro files
-are grouped by the writer schema in their headers, so drifted fields reach `_rescued_data`.
+JSON Lines are read as text by Spark and parsed with built-in expressions. CSV files are read
+by Spark's CSV reader, grouped by header line, and Avro files are grouped by the writer schema
+in their headers, so drifted fields reach `_rescued_data` in both.
 A file that cannot be read becomes one `corrupt_file` reject row (its path in `corrupt`).
 """
 
@@ -14,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from adlake import schemas
-from adlake.bronze import parse
+from adlake.bronze import csvheader, parse
 from adlake.bronze.filelog import first_line
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 LINE_SOURCES = frozenset({"impressions"})
 
 _AVRO_SYNC_SIZE = 16  # bytes of an Avro container file's sync marker
+_MAX_HEADER_BYTES = 1 << 20  # a longer header line is read cut short
 
 
 class TruncatedAvroFileError(ValueError):
@@ -46,7 +48,7 @@ def read_parsed(
     parts: list[DataFrame] = []
     if files:
         if source in LINE_SOURCES:
-            lines = _read_text(spark, files, whole=False)
+            lines = _read_text(spark, files)
             if line_buckets is not None:
                 buckets = spark.createDataFrame(
                     [(b,) for b in sorted(line_buckets)], f"{parse.BUCKET} int"
@@ -54,11 +56,7 @@ def read_parsed(
                 lines = lines.transform(parse.lines_in_buckets(buckets))
             parts.append(lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS)))
         elif source == "clicks_conversions":
-            parts.append(
-                _read_text(spark, files, whole=True).transform(
-                    parse.parse_csv_files(schemas.CLICK_CONVERSION_FIELDS)
-                )
-            )
+            parts.extend(_read_csv(spark, source, files, corrupt))
         else:
             parts.extend(_read_avro(spark, source, files, corrupt))
     if corrupt:
@@ -69,10 +67,83 @@ def read_parsed(
     return parse.union_parsed(parts)
 
 
-def _read_text(spark: SparkSession, files: list[str], whole: bool) -> DataFrame:
-    return spark.read.text(files, wholetext=whole).select(
+def _read_text(spark: SparkSession, files: list[str]) -> DataFrame:
+    return spark.read.text(files).select(
         "value", F.col("_metadata.file_path").alias(schemas.SOURCE_FILE)
     )
+
+
+def _read_csv(
+    spark: SparkSession, source: str, files: list[str], corrupt: dict[str, str]
+) -> list[DataFrame]:
+    """Read CSV files with Spark's CSV reader, grouped by header line.
+
+    Each group is one read whose columns are named by that header (`parse.parse_csv_rows`),
+    so the reader splits large files across tasks. A file without a header line holds no
+    records; one whose header cannot be read, or names a column twice, is corrupt.
+    """
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path in files:
+        if path in corrupt:
+            continue
+        try:
+            line = csv_header_line(spark, path)
+        except Exception as exc:  # an unreadable file (a broken compressed upload)
+            java = getattr(exc, "java_exception", None)
+            corrupt[path] = "cannot read CSV header: " + (
+                str(java.toString()) if java is not None else first_line(exc)
+            )
+        else:
+            if line is None:
+                continue
+            tokens = tuple(csvheader.tokens(line))
+            twice = csvheader.duplicates(csvheader.names(tokens))
+            if not twice:
+                groups.setdefault(tokens, []).append(path)
+                continue
+            corrupt[path] = f"CSV header names a column more than once: {', '.join(twice)}"
+        log.warning("%s: quarantining unreadable file %s (%s)", source, path, corrupt[path])
+    return [
+        spark.read.schema(csvheader.read_schema(tokens))
+        .options(
+            header=True,
+            mode="PERMISSIVE",
+            columnNameOfCorruptRecord=csvheader.CORRUPT,
+            **csvheader.OPTIONS,
+        )
+        .csv(paths)
+        .select("*", F.col("_metadata.file_path"))
+        .toDF(*csvheader.positional(len(tokens)), schemas.SOURCE_FILE)
+        .transform(parse.parse_csv_rows(schemas.CLICK_CONVERSION_FIELDS, csvheader.names(tokens)))
+        for tokens, paths in sorted(groups.items())
+    ]
+
+
+def csv_header_line(spark: SparkSession, path: str) -> str | None:
+    """The file's header: its first non-blank line (decompressed by the file's codec, as
+    Spark's reader does), or None when it has none.
+
+    Read through the Hadoop FileSystem in the driver, a few kilobytes per file.
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    raw = hadoop_path.getFileSystem(conf).open(hadoop_path)
+    try:
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(
+            hadoop_path
+        )
+        stream = raw if codec is None else codec.createInputStream(raw)
+        reader = jvm.org.apache.hadoop.util.LineReader(stream)
+        text = jvm.org.apache.hadoop.io.Text()
+        while reader.readLine(text, _MAX_HEADER_BYTES) > 0:
+            line = str(text.toString())
+            if not csvheader.is_blank(line):
+                return line
+        return None
+    finally:
+        raw.close()
 
 
 def _read_avro(
