@@ -1,8 +1,8 @@
 """CSV headers: how Spark's CSV reader is told to read the files that share one header.
 
-A file's header is its first non-blank line (`readers.csv_header_line` reads it in the
-driver); files are grouped by its tokens, and each group is one read with the schema and
-options here, its columns then renamed by position for `parse.parse_csv_rows`.
+A file's header is its first non-blank line (`readers` reads it in the driver); files are
+grouped by its tokens, and each group is one read with the schema and options here, its
+columns then renamed by position for `parse.parse_csv_rows`.
 """
 
 from __future__ import annotations
