@@ -120,6 +120,14 @@ def test_json_lines_seed_record_wrong_types_rescue_and_malformed(spark: SparkSes
     )
 
 
+CLICK_NAMES = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
+
+
+def _click_row(**kv: object) -> tuple[object, ...]:
+    """A parsed click's contract fields in order, null where not given."""
+    return tuple(kv.get(n) for n in CLICK_NAMES)
+
+
 def _csv_rows(spark: SparkSession, width: int, rows: list[tuple[object, ...]]) -> DataFrame:
     """Rows as Spark's CSV reader gives them for a `width`-column header (see readers)."""
     schema = StructType(
@@ -145,11 +153,7 @@ def test_csv_rows_are_named_by_their_header_and_column_counts_checked(
         ],
     )
     actual = rows.transform(parse.parse_csv_rows(schemas.CLICK_CONVERSION_FIELDS, header))
-    names = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
-
-    def row(**kv: object) -> tuple[object, ...]:
-        return tuple(kv.get(n) for n in names)
-
+    row = _click_row
     _assert_rows(
         actual,
         [
@@ -196,7 +200,7 @@ def test_csv_rows_are_named_by_their_header_and_column_counts_checked(
                 "expected 4 fields (header), got 5",
             ),
         ],
-        names,
+        CLICK_NAMES,
     )
 
 
@@ -227,11 +231,7 @@ def test_csv_columns_outside_the_contract_are_rescued_and_types_checked(
     )
     header = csvheader.names(tokens)
     actual = rows.transform(parse.parse_csv_rows(schemas.CLICK_CONVERSION_FIELDS, header))
-    names = [f.name for f in schemas.CLICK_CONVERSION_FIELDS]
-
-    def row(**kv: object) -> tuple[object, ...]:
-        return tuple(kv.get(n) for n in names)
-
+    row = _click_row
     _assert_rows(
         actual,
         [
@@ -281,7 +281,7 @@ def test_csv_columns_outside_the_contract_are_rescued_and_types_checked(
                 None,
             ),
         ],
-        names,
+        CLICK_NAMES,
     )
 
 
