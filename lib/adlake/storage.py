@@ -6,6 +6,7 @@ commit metadata) is read by `adlake.deltalog`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -304,7 +305,7 @@ def _merge_source_rows(
 ) -> int | None:
     """numSourceRows of the newest MERGE commit after version `after` (with `tag`: the newest
     carrying it); None when there is none."""
-    for version in reversed(deltalog.commit_versions(spark, location)):
+    for version in deltalog.versions_newest_first(spark, location):
         if after is not None and version <= after:
             break
         info = deltalog.commit_info(spark, location, version)
@@ -333,7 +334,7 @@ def tagged_merge_counts(
     nothing when it first ran either, or its commit is further back than the lookback.
     """
     lookback = REPLAY_LOOKBACK if lookback is None else lookback
-    for version in reversed(deltalog.commit_versions(spark, location)[-lookback:]):
+    for version in itertools.islice(deltalog.versions_newest_first(spark, location), lookback):
         info = deltalog.commit_info(spark, location, version)
         found = deltalog.WriteTag.parse(info.get("userMetadata"))
         if found is None or found.writer != tag.writer:
