@@ -68,3 +68,38 @@ def test_a_checkpoint_whose_commit_file_is_gone_falls_back_to_the_listing(
     broken = _log(tmp_path / "broken", range(0, 3))
     (tmp_path / "broken" / "_delta_log" / "_last_checkpoint").write_text("{", encoding="utf-8")
     assert deltalog.latest_version(spark, broken) == 2
+
+
+def test_jvm_classes_are_looked_up_once_per_jvm(spark: SparkSession, tmp_path: Path) -> None:
+    """Each `jvm.org.apache...` lookup is a Py4J round trip per name (~2 ms a class), paid
+    per file and per commit read before; the second lookup now makes no JVM call at all."""
+    (tmp_path / "note.txt").write_text("héllo\nworld\n", encoding="utf-8")
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    deltalog.jvm_member(spark, "org.apache.hadoop.fs.Path")  # cached from here on
+
+    calls: list[str] = []
+    client = jvm._gateway_client
+    send = client.send_command
+
+    def counted(command: str, *args: object, **kwargs: object) -> object:
+        calls.append(command)
+        return send(command, *args, **kwargs)
+
+    client.send_command = counted  # type: ignore[method-assign]
+    try:
+        path_class = deltalog.path_class(spark)
+        cached_calls = len(calls)
+        jvm.org.apache.hadoop.fs.Path  # noqa: B018 - a lookup that is not cached, for contrast
+    finally:
+        client.send_command = send  # type: ignore[method-assign]
+    assert cached_calls == 0
+    assert len(calls) >= 5  # org, apache, hadoop, fs, Path: one round trip each
+
+    fs, path = deltalog.fs_path(spark, "file:" + str(tmp_path / "note.txt"))
+    assert path_class is deltalog.path_class(spark)
+    stream = fs.open(path)
+    try:
+        assert deltalog.read_text(spark, stream) == "héllo\nworld\n"
+    finally:
+        stream.close()

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -54,11 +55,35 @@ class WriteTag:
         return WriteTag(writer, batch)
 
 
-def fs_path(spark: SparkSession, location: str) -> tuple[Any, Any]:
-    """(Hadoop FileSystem, Path) for a location, through the session's Hadoop configuration."""
+def jvm_member(spark: SparkSession, dotted: str) -> Any:
+    """A JVM class (or static member) by its dotted name, looked up once per JVM gateway:
+    each `jvm.org.apache...` step is a Py4J round trip (~2 ms a class)."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
-    path = jvm.org.apache.hadoop.fs.Path(location)
+    return _jvm_member(jvm, dotted)
+
+
+@lru_cache(maxsize=32)
+def _jvm_member(jvm: Any, dotted: str) -> Any:
+    member = jvm
+    for name in dotted.split("."):
+        member = getattr(member, name)
+    return member
+
+
+def path_class(spark: SparkSession) -> Any:
+    """Hadoop's `Path` class."""
+    return jvm_member(spark, "org.apache.hadoop.fs.Path")
+
+
+def read_text(spark: SparkSession, stream: Any) -> str:
+    """A Hadoop input stream's whole content as UTF-8 text (the stream is left open)."""
+    return str(jvm_member(spark, "org.apache.commons.io.IOUtils.toString")(stream, "UTF-8"))
+
+
+def fs_path(spark: SparkSession, location: str) -> tuple[Any, Any]:
+    """(Hadoop FileSystem, Path) for a location, through the session's Hadoop configuration."""
+    path = path_class(spark)(location)
     return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
@@ -72,14 +97,11 @@ def all_exist(spark: SparkSession, paths: Iterable[str]) -> bool:
 
 
 class _Log:
-    """A table's `_delta_log/` through the Hadoop FileSystem: one class lookup, then one
-    FileSystem call per probe (each `jvm.org.apache...` lookup costs ~2 ms of Py4J)."""
+    """A table's `_delta_log/` through the Hadoop FileSystem: one FileSystem call per probe."""
 
     def __init__(self, spark: SparkSession, location: str) -> None:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        self._jvm = jvm
-        self._path = jvm.org.apache.hadoop.fs.Path
+        self._spark = spark
+        self._path = path_class(spark)
         self.dir = self._path(location.rstrip("/") + "/_delta_log")
         self.fs = self.dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
 
@@ -93,7 +115,7 @@ class _Log:
             return None
         stream = self.fs.open(path)
         try:
-            text = str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+            text = read_text(self._spark, stream)
         finally:
             stream.close()
         try:
@@ -232,14 +254,12 @@ def _commit_actions(
     fs, path = fs_path(spark, f"{location.rstrip('/')}/_delta_log/{version:020d}.json")
     if not fs.exists(path):
         return None
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
     stream = fs.open(path)
     try:
-        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        text = read_text(spark, stream)
     finally:
         stream.close()
-    return [json.loads(line) for line in str(text).splitlines() if line.strip()]
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ See docs/operations.md for how it works.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -75,10 +76,11 @@ class Lease:
         self.token = uuid.uuid4().hex
         self.now = now or time.time
         self.generation: int | None = None  # held generation, None when not held
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        self._jvm = jvm
-        self._dir = jvm.org.apache.hadoop.fs.Path(self.directory)
+        from adlake import deltalog  # here: keeps the module free of the Spark import
+
+        self._path_class = deltalog.path_class(spark)
+        self._read_text = functools.partial(deltalog.read_text, spark)
+        self._dir = self._path_class(self.directory)
         self._fs = self._dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
 
     # -- reading ---------------------------------------------------------------------------
@@ -89,7 +91,7 @@ class Lease:
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     def _path(self, generation: int) -> Any:
-        return self._jvm.org.apache.hadoop.fs.Path(self._dir, _GENERATION_FILE.format(generation))
+        return self._path_class(self._dir, _GENERATION_FILE.format(generation))
 
     def _read(self, generation: int) -> LeaseState | None:
         """The state in one generation file; None if it vanished (released meanwhile)."""
@@ -100,7 +102,7 @@ class Lease:
         except Exception:  # deleted between listing and reading
             return None
         try:
-            text = str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+            text = self._read_text(stream)
         finally:
             stream.close()
         try:

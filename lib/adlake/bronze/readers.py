@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import cached_property
 from typing import Any, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from adlake import schemas
+from adlake import deltalog, schemas
 from adlake.bronze import csvheader, parse
 from adlake.bronze.filelog import first_line
 
@@ -167,47 +166,24 @@ def _each_file(read: Callable[[str], T], paths: list[str]) -> list[tuple[str, T 
 
 
 class _Jvm:
-    """The JVM classes the per-file header reads call, looked up once per read of a source.
-
-    Each `jvm.org.apache...` lookup is a Py4J round trip per package name: ~2 ms a class,
-    which per file made 1,000 CSV headers take 10-13 s instead of 1.1-1.7 s. (Python threads
-    gained nothing more on local files: the round trips are CPU-bound on two cores.)
-    """
+    """The JVM classes the per-file header reads call, from `deltalog.jvm_member`: looked up
+    once per JVM, not per file (per file, 1,000 CSV headers took 10-13 s instead of
+    1.1-1.7 s). Python threads gained nothing more on local files: the Py4J round trips are
+    CPU-bound on two cores."""
 
     def __init__(self, spark: SparkSession) -> None:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        self._jvm = jvm
+        def member(name: str) -> Any:
+            return deltalog.jvm_member(spark, name)
+
         self.conf = spark.sparkContext._jsc.hadoopConfiguration()
-        self.path = jvm.org.apache.hadoop.fs.Path
-
-    @cached_property
-    def codecs(self) -> Any:
-        return self._jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(self.conf)
-
-    @cached_property
-    def line_reader(self) -> Any:
-        return self._jvm.org.apache.hadoop.util.LineReader
-
-    @cached_property
-    def text(self) -> Any:
-        return self._jvm.org.apache.hadoop.io.Text
-
-    @cached_property
-    def fs_input(self) -> Any:
-        return self._jvm.org.apache.avro.mapred.FsInput
-
-    @cached_property
-    def open_avro(self) -> Any:
-        return self._jvm.org.apache.avro.file.DataFileReader.openReader
-
-    @cached_property
-    def datum_reader(self) -> Any:
-        return self._jvm.org.apache.avro.generic.GenericDatumReader
-
-    @cached_property
-    def read_exactly(self) -> Any:
-        return self._jvm.org.apache.commons.io.IOUtils.toByteArray  # byte[] -> bytes
+        self.path = deltalog.path_class(spark)
+        self.codecs = member("org.apache.hadoop.io.compress.CompressionCodecFactory")(self.conf)
+        self.line_reader = member("org.apache.hadoop.util.LineReader")
+        self.text = member("org.apache.hadoop.io.Text")
+        self.fs_input = member("org.apache.avro.mapred.FsInput")
+        self.open_avro = member("org.apache.avro.file.DataFileReader.openReader")
+        self.datum_reader = member("org.apache.avro.generic.GenericDatumReader")
+        self.read_exactly = member("org.apache.commons.io.IOUtils.toByteArray")  # -> bytes
 
     def csv_header_line(self, path: str) -> str | None:
         """The file's header: its first non-blank line (decompressed by the file's codec, as
