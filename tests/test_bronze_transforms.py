@@ -314,6 +314,28 @@ def test_csv_header_lines_are_split_like_rows_and_named_case_blind() -> None:
     ]
 
 
+def test_json_line_naming_a_key_twice_is_quarantined_not_half_kept(spark: SparkSession) -> None:
+    """A key given twice has two values and only one field: keeping either loses the other
+    without a trace, so the line is quarantined with the keys it repeats."""
+    twice = '{"impression_id": "1", "user_id": "u", "impression_id": "2"}'
+    extra_twice = '{"user_id": "u", "ref": "a", "ref": "b", "ref": "c", "x": 1}'
+    drift = '{"user_id": "u", "ref": "a"}'
+    lines = spark.createDataFrame([(twice, F1), (extra_twice, F1), (drift, F1)], LINES)
+    actual = lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS))
+    names = [f.name for f in schemas.IMPRESSION_FIELDS]
+    nothing = [None] * len(names)
+    _assert_rows(
+        actual,
+        [
+            (*nothing, None, F1, twice, "malformed_json", "key given more than once: impression_id"),
+            (*nothing, None, F1, extra_twice, "malformed_json", "key given more than once: ref"),
+            (*[("u" if n == "user_id" else None) for n in names], '{"ref":"a"}', F1, drift,
+             None, None),
+        ],
+        names,
+    )  # fmt: skip
+
+
 def test_json_line_after_a_byte_order_mark_is_a_record(spark: SparkSession) -> None:
     seed = '{"creative_id": 1, "user_id": 101, "timestamp": "2023-11-01 10:00:00", "website": "w"}'
     lines = spark.createDataFrame([(BOM + seed, F1), (BOM, F1)], LINES)

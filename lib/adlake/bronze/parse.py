@@ -34,6 +34,9 @@ CSV_COLUMN_COUNT = "csv_column_count"
 CORRUPT_FILE = "corrupt_file"
 REJECT_REASONS = (MALFORMED_JSON, WRONG_TYPE, CSV_COLUMN_COUNT, CORRUPT_FILE)
 
+# The detail of a malformed_json reject whose line gives a key more than once.
+REPEATED_KEY = "key given more than once"
+
 REJECT_REASON = "_reject_reason"
 REJECT_DETAIL = "_reject_detail"
 RAW_RECORD = "_raw_record"
@@ -68,13 +71,33 @@ def wrong_type_fields(fields: Sequence[tuple[str, Column, str]]) -> Column:
     return F.when(joined != "", joined)
 
 
-def _rescued(fields_map: Column, known: Sequence[str]) -> Column:
+def _more_than_known(fields_map: Column, known: Sequence[str]) -> Column:
+    """Whether the map has entries beyond the contract's keys: a key outside the contract,
+    or a key given twice. The lambdas below run interpreted, so only where this holds."""
+    known_keys = sum((F.map_contains_key(fields_map, k).cast("int") for k in known), F.lit(0))
+    return F.size(fields_map) > known_keys
+
+
+def _rescued(fields_map: Column, known: Sequence[str], more: Column) -> Column:
+    """Non-null entries outside the contract as a JSON object, or null (`more`:
+    `_more_than_known` of the map)."""
     known_array = F.array(*[F.lit(k) for k in known])
     # Null values carry nothing to rescue (an empty trailing CSV column, a JSON `null`).
     extra = F.map_filter(fields_map, lambda k, v: ~F.array_contains(known_array, k) & v.isNotNull())
-    # The lambda runs interpreted, so it runs only for records with a key outside the contract.
-    known_keys = sum((F.map_contains_key(fields_map, k).cast("int") for k in known), F.lit(0))
-    return F.when(F.size(fields_map) > known_keys, F.when(F.size(extra) > 0, F.to_json(extra)))
+    return F.when(more, F.when(F.size(extra) > 0, F.to_json(extra)))
+
+
+def _repeated_keys(fields_map: Column, more: Column) -> Column:
+    """The keys a JSON object gives more than once (comma-separated), or null.
+
+    `from_json` keeps every entry of a repeated key in the map and a lookup finds the first,
+    so the other values would be lost without a trace."""
+    keys = F.map_keys(fields_map)
+    again = F.filter(keys, lambda k, i: F.array_position(keys, k) != i + 1)
+    return F.when(
+        more & (F.size(F.array_distinct(keys)) < F.size(keys)),
+        F.array_join(F.array_distinct(again), ","),
+    )
 
 
 def _classified(
@@ -108,25 +131,33 @@ def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], D
 
     Every top-level key is read as a string (numbers keep their literal text, nested objects
     their JSON text), so nothing is coerced away; keys outside the contract go to
-    `_rescued_data` as a JSON object.
+    `_rescued_data` as a JSON object. An object that gives a key more than once is
+    malformed (`REPEATED_KEY` and the keys as its detail).
     """
 
     def transform(lines: DataFrame) -> DataFrame:
         # Lines carry no position, so a byte-order mark is dropped from the start of any line
         # (a file's first, or one of a file concatenated into it); the raw record keeps it.
         text = _without_bom(F.col("value"))
-        records = lines.where(F.trim(text) != "").select(
+        names = [f.name for f in contract]
+        parsed = lines.where(F.trim(text) != "").select(
             F.col("value").alias(RAW_RECORD),
             F.col(schemas.SOURCE_FILE),
-            F.from_json(text, "map<string,string>").alias("_fields"),
+            F.from_json(text, "map<string,string>").alias("_map"),
         )
-        fields = F.col("_fields")
+        fields_map = F.col("_map")
+        more = _more_than_known(fields_map, names)
+        repeated = _repeated_keys(fields_map, more)
+        # A line that repeats a key is malformed: its fields are not read, its text is kept.
+        # One projection: Spark computes the repeated conditions once per line.
+        fields = F.when(repeated.isNull(), fields_map)
         return _classified(
-            records,
+            parsed,
             [(f.name, fields[f.name], f.kind) for f in contract],
-            _rescued(fields, [f.name for f in contract]),
+            _rescued(fields, names, more),
             fields.isNull(),
             MALFORMED_JSON,
+            F.concat(F.lit(f"{REPEATED_KEY}: "), repeated),
         )
 
     return transform
