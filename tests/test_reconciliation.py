@@ -153,6 +153,62 @@ def test_bronze_vs_silver_passes_clean_and_counts_a_deleted_silver_row(
     assert lost.detail.endswith("1 missing")
 
 
+def test_bronze_vs_silver_measures_every_source_up_to_its_own_cut(spark: SparkSession) -> None:
+    """Hand-built tables of three sources: each source is counted up to its own cut, a split
+    source (clicks and conversions) counts both targets and their quarantine rows, another
+    job's audit rows and a source that silver never read give nothing."""
+    bronze_schema = f"{schemas.SOURCE_FILE} string, {schemas.RUN_SEQ} long"
+    files = f"{schemas.SOURCE_FILE} string"
+    audit_schema = (
+        "job string, source string, bronze_run_seq_min long, bronze_run_seq_max long, "
+        "duplicates long"
+    )
+
+    def frame(schema: str, rows: list[tuple[Any, ...]]) -> DataFrame:
+        return spark.createDataFrame(rows, schema)
+
+    bronze = {
+        # runs 1 and 2 are reconciled (cut 2); run 3 is the newest batch's
+        "impressions": frame(bronze_schema, [("i1", 1)] * 3 + [("i2", 2)] * 2 + [("i3", 3)]),
+        # cut 1: c1's five rows against 2 clicks + 1 conversion + 1 duplicate: 1 missing
+        "clicks_conversions": frame(bronze_schema, [("c1", 1)] * 5 + [("c2", 2)] * 2),
+        "bid_requests": frame(bronze_schema, [("b1", 1)] * 2),  # no silver batch yet
+    }
+    silver = {
+        "impressions": frame(files, [("i1",), ("i1",), ("i2",), ("i3",)]),
+        "clicks": frame(files, [("c1",), ("c1",), ("c2",)]),
+        "conversions": frame(files, [("c1",), ("c2",)]),
+    }
+    quarantine = frame(
+        f"source string, {files}",
+        [("impressions", "i2"), ("clicks", "c2"), ("bid_requests", "b1")],
+    )
+    audit = frame(
+        audit_schema,
+        [
+            ("silver_transform", "impressions", 1, 1, 1),
+            ("silver_transform", "impressions", 2, 2, 0),
+            ("silver_transform", "impressions", 3, 3, 4),
+            ("silver_transform", "clicks", 1, 1, 1),
+            ("silver_transform", "conversions", 1, 1, 0),
+            ("silver_transform", "clicks", 2, 2, 9),
+            ("silver_transform", "conversions", 2, 2, 0),
+            ("gold_build", "campaign_daily", 1, 1, 7),
+        ],
+    )
+    cuts = quality_run.reconciled_cuts(audit)
+    assert cuts == {"impressions": 2, "clicks_conversions": 1}
+    contributions = checks.bronze_silver_reconciliation(bronze, silver, quarantine, audit, cuts)
+    measures = sorted(
+        (m["table"], m["scope"], m["value"], m["total"], m["newest"])
+        for m in checks.aggregate_measures(contributions).collect()
+    )
+    assert measures == [
+        ("bronze/clicks_conversions", "clicks_conversions", 5, 4, 1),
+        ("bronze/impressions", "impressions", 5, 5, 2),
+    ]
+
+
 # -- item 11: writers and OPTIMIZE vs concurrent commits -------------------------------------
 def _optimize_during_first_read(spark: SparkSession, location: str, tmp: Path) -> Any:
     """A UDF that, the first time it runs, waits until the test thread has committed an

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from adlake import faults, metrics, schemas
 from adlake.config import AppConfig
 from adlake.quality import checks, grading
+from adlake.quality import run as quality_run
 from adlake.silver.batch import AuditRow
 from adlake.silver.rules import RuleError
 from adlake.silver.run import JOB, SilverProcessor, ValidationFailedError
@@ -298,6 +299,7 @@ def test_a_batch_replayed_after_a_crash_is_audited_as_its_first_attempt_wrote_it
         {"impressions": table(SILVER_IMPRESSIONS.relative_path)},
         table(SILVER_QUARANTINE.relative_path),
         table(BATCH_AUDIT.relative_path),
+        quality_run.reconciled_cuts(table(BATCH_AUDIT.relative_path)),
     )
     [measure] = checks.aggregate_measures(contributions).collect()
     check = grading.grade_reconciliation("impressions", checks.Measure(*measure))

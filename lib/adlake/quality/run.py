@@ -1,4 +1,5 @@
-"""One monitor run: measure every check in one Spark action, grade, write ops/dq_results."""
+"""One monitor run: measure every check in one Spark action (after a small one for the
+reconciliation cuts), grade, write ops/dq_results."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from adlake.quality.checks import (
     enough_volume,
     event_profile,
     ingestion_profile,
+    reconciled_runs,
     spend_gold_vs_silver,
     unattributed_conversions,
 )
@@ -110,8 +112,18 @@ def _missing_results(present: Mapping[str, bool]) -> list[CheckResult]:
     return missing
 
 
+def reconciled_cuts(batch_audit: DataFrame) -> dict[str, int | None]:
+    """Per bronze source, the cut of `reconciled_runs`, collected (a row per source).
+
+    A small action of its own: as values, the cuts let `bronze_silver_reconciliation` read
+    each table once and prune the runs past them at the scan.
+    """
+    return {row["source"]: row["cut"] for row in reconciled_runs(batch_audit).collect()}
+
+
 def run_checks(spark: SparkSession, cfg: AppConfig, now: datetime) -> list[CheckResult]:
-    """Evaluate every check as of `now` (naive = UTC) with one collect of all measures.
+    """Evaluate every check as of `now` (naive = UTC) with one collect of all measures (and
+    one of the reconciliation cuts before it).
 
     Results are ordered by check (as in CHECKS), table and scope.
     """
@@ -174,6 +186,7 @@ def run_checks(spark: SparkSession, cfg: AppConfig, now: datetime) -> list[Check
                 {rel.split("/", 1)[1]: df[rel] for rel in SILVER_EVENT_TABLES if present[rel]},
                 df.get(SILVER_QUARANTINE.relative_path),
                 df[audit],
+                reconciled_cuts(df[audit]),
             )
         )
 
