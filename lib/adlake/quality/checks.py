@@ -357,7 +357,9 @@ def bronze_silver_reconciliation(
         parts.append(
             _rows(matched, _contribution(RECONCILIATION, check_table, source, total=F.lit(1)))
         )
-    cut_of = F.create_map(*[F.lit(x) for s, c in reconciled.items() for x in (s, c)])
+    cut_of = F.create_map(
+        *[x for s, c in reconciled.items() for x in (F.lit(s), F.lit(c).cast("long"))]
+    )
     duplicates = (
         batch_audit.where(F.col("job") == SILVER_JOB)
         .select(
