@@ -20,7 +20,7 @@ from pyspark.sql.types import StringType
 from adlake import schemas, storage
 from adlake.config import AppConfig
 from adlake.ops import maintenance
-from adlake.quality import checks
+from adlake.quality import checks, reconciliation
 from adlake.quality import run as quality_run
 from adlake.settings import quality as checks_conf
 from adlake.silver import run as silver_run
@@ -198,7 +198,9 @@ def test_bronze_vs_silver_measures_every_source_up_to_its_own_cut(spark: SparkSe
     )
     cuts = quality_run.reconciled_cuts(audit)
     assert cuts == {"impressions": 2, "clicks_conversions": 1}
-    contributions = checks.bronze_silver_reconciliation(bronze, silver, quarantine, audit, cuts)
+    contributions = reconciliation.bronze_silver_reconciliation(
+        bronze, silver, quarantine, audit, cuts
+    )
     measures = sorted(
         (m["table"], m["scope"], m["value"], m["total"], m["newest"])
         for m in checks.aggregate_measures(contributions).collect()

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from adlake import faults, metrics, schemas
 from adlake.config import AppConfig
-from adlake.quality import checks, grading
+from adlake.quality import checks, grading, reconciliation
 from adlake.quality import run as quality_run
 from adlake.silver.batch import AuditRow
 from adlake.silver.rules import RuleError
@@ -294,7 +294,7 @@ def test_a_batch_replayed_after_a_crash_is_audited_as_its_first_attempt_wrote_it
     def table(relative: str) -> DataFrame:
         return spark.read.format("delta").load(cfg.table_path(relative))
 
-    contributions = checks.bronze_silver_reconciliation(
+    contributions = reconciliation.bronze_silver_reconciliation(
         {"impressions": table(BRONZE_IMPRESSIONS.relative_path)},
         {"impressions": table(SILVER_IMPRESSIONS.relative_path)},
         table(SILVER_QUARANTINE.relative_path),

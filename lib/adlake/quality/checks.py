@@ -2,7 +2,8 @@
 
 Each check turns input tables into *contributions* (check, table, scope, value, total,
 newest, money); `aggregate_measures` sums them into the small measure table that the run
-collects once. Grading is in `adlake.quality.grading`; see docs/quality.md.
+collects once. The bronze-vs-silver reconciliation is in `adlake.quality.reconciliation`,
+grading in `adlake.quality.grading`; see docs/quality.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import NamedTuple
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from adlake import schemas
 from adlake.schemas import MONEY_SUM
 from adlake.settings.gold import LAST_TOUCH
 from adlake.settings.quality import (
@@ -29,7 +29,6 @@ from adlake.settings.quality import (
     DUPLICATE_RATIO,
     FRESHNESS_INGESTION,
     QUARANTINE_RATIO,
-    RECONCILIATION,
     SPEND_GOLD_VS_SILVER,
     UNATTRIBUTED,
     UNKNOWN_AUCTION,
@@ -37,7 +36,6 @@ from adlake.settings.quality import (
 )
 from adlake.tables import (
     BATCH_AUDIT,
-    BRONZE_BY_SOURCE,
     COMMITTED,
     GOLD_CAMPAIGN_ATTRIBUTION_DAILY,
     GOLD_CAMPAIGN_DAILY,
@@ -46,7 +44,6 @@ from adlake.tables import (
     SILVER_CONVERSIONS,
     SILVER_IMPRESSIONS,
     SILVER_JOB,
-    TARGETS_BY_SOURCE,
 )
 
 CAMPAIGN_DAILY = GOLD_CAMPAIGN_DAILY.relative_path
@@ -104,7 +101,7 @@ class Measure(NamedTuple):
 # and money and takes the max of newest per (check, table, scope), so the union of every
 # check's contributions becomes the small measure table with a single shuffle (plus the
 # per-key shuffles of the two checks that match rows across tables).
-def _contribution(
+def contribution(
     check: str,
     table: str | Column,
     scope: str | Column,
@@ -128,7 +125,7 @@ def _contribution(
     )
 
 
-def _rows(df: DataFrame, *contributions: Column) -> DataFrame:
+def contribution_rows(df: DataFrame, *contributions: Column) -> DataFrame:
     if len(contributions) == 1:
         return df.select(contributions[0].alias("_c")).select("_c.*")
     return df.select(F.inline(F.array(*contributions)))
@@ -178,9 +175,9 @@ def event_profile(
             F.greatest(period, F.lit(evaluated - baseline_periods - 1)), F.lit(evaluated + 1)
         )
         parts.append(
-            _rows(
+            contribution_rows(
                 df.where(F.col("event_ts").isNotNull()),
-                _contribution(
+                contribution(
                     EVENT_PROFILE,
                     table,
                     bucket,
@@ -200,15 +197,15 @@ def ingestion_profile(file_log: DataFrame, since: datetime | None) -> DataFrame:
     committed = file_log.where(F.col("status") == COMMITTED)
     recent = _since("logged_at", since)
     table = F.concat(F.lit("bronze/"), F.col("source"))
-    return _rows(
+    return contribution_rows(
         committed,
-        _contribution(
+        contribution(
             FRESHNESS_INGESTION,
             table,
             F.col("source"),
             newest=F.unix_micros("logged_at") / 1e6,
         ),
-        _contribution(
+        contribution(
             QUARANTINE_RATIO,
             table,
             F.col("source"),
@@ -230,15 +227,15 @@ def audit_checks(batch_audit: DataFrame, since: datetime | None) -> DataFrame:
     table = F.when(silver, F.concat(F.lit("silver/"), F.col("source")))
     rows_in = F.col("rows_in")
     holds = F.col("rows_in") == (F.col("rows_written") + F.col("quarantined") + F.col("duplicates"))
-    return _rows(
+    return contribution_rows(
         rows,
-        _contribution(
+        contribution(
             QUARANTINE_RATIO, table, F.col("source"), value=F.col("quarantined"), total=rows_in
         ),
-        _contribution(
+        contribution(
             DUPLICATE_RATIO, table, F.col("source"), value=F.col("duplicates"), total=rows_in
         ),
-        _contribution(
+        contribution(
             AUDIT_IDENTITY,
             BATCH_AUDIT.relative_path,
             ALL,
@@ -246,138 +243,6 @@ def audit_checks(batch_audit: DataFrame, since: datetime | None) -> DataFrame:
             total=F.lit(1),
         ),
     ).where(F.col("table").isNotNull())  # ratios of other jobs' rows have no silver table
-
-
-def _bronze_source() -> Column:
-    """Map of silver target (ops/batch_audit `source`) -> the bronze source it is read from."""
-    return F.create_map(
-        *[F.lit(x) for s, targets in TARGETS_BY_SOURCE.items() for t in targets for x in (t, s)]
-    )
-
-
-def reconciled_runs(batch_audit: DataFrame) -> DataFrame:
-    """Per bronze source (`source`): `cut`, the newest bronze run silver has fully processed
-    whose audit rows it does not split.
-
-    Silver reads bronze in commit order, so every run below the lowest run of a later batch
-    is complete; a cut there must also leave no audit row (a [min, max] run range of a
-    batch and target) straddling it, so the duplicates of runs <= cut are exactly those of
-    audit rows with max <= cut. The newest batch is thus never reconciled until a later one
-    exists: in a running stream its run may still be half read.
-    """
-    to_source = _bronze_source()
-    ranges = batch_audit.where(
-        (F.col("job") == SILVER_JOB)
-        & F.col("bronze_run_seq_min").isNotNull()
-        & F.col("bronze_run_seq_max").isNotNull()
-    ).select(
-        to_source[F.col("source")].alias("source"),
-        F.col("bronze_run_seq_min").alias("lo"),
-        F.col("bronze_run_seq_max").alias("hi"),
-    )
-    earlier = Window.partitionBy("source").orderBy("lo").rangeBetween(Window.unboundedPreceding, -1)
-    highest_before = F.max("hi").over(earlier)
-    clean = highest_before.isNull() | (highest_before < F.col("lo"))
-    return (
-        ranges.where(F.col("source").isNotNull())
-        .withColumn("_cut", F.when(clean, F.col("lo") - 1))
-        .groupBy("source")
-        .agg(F.max("_cut").alias("cut"))
-    )
-
-
-def bronze_silver_reconciliation(
-    bronze: Mapping[str, DataFrame],
-    silver_tables: Mapping[str, DataFrame],
-    quarantine: DataFrame | None,
-    batch_audit: DataFrame,
-    cuts: Mapping[str, int | None],
-) -> DataFrame:
-    """Per bronze source, over its runs <= its cut, recomputed from the tables: bronze rows
-    (value) against silver rows + silver quarantine rows + audited duplicates (total);
-    newest = the cut. Silver and quarantine rows find their run through their
-    `_source_file` (a landing file is one bronze run). `bronze` maps source -> bronze table,
-    `silver_tables` target -> silver table (a missing one counts as empty), `cuts` source ->
-    the cut of `reconciled_runs` (a source without one gives nothing).
-
-    The cuts come in as values, not as a joined DataFrame: every table is then read once
-    for all sources, with the runs past the cut pruned at the scan (a joined cut made the
-    check read ops/batch_audit 19 times and each bronze table 3-4 times).
-    """
-    spark = batch_audit.sparkSession
-    with_cut = [s for s in bronze if s in cuts]
-    newest = spark.createDataFrame(
-        [(BRONZE_BY_SOURCE[s].relative_path, s, cuts[s]) for s in with_cut],
-        "table string, source string, cut long",
-    )
-    parts = [
-        _rows(
-            newest,
-            _contribution(RECONCILIATION, F.col("table"), F.col("source"), newest=F.col("cut")),
-        )
-    ]
-    reconciled = {s: c for s in with_cut if (c := cuts[s]) is not None}
-    if not reconciled:
-        return parts[0]
-    source = F.col("source")
-    check_table = F.create_map(
-        *[F.lit(x) for s in reconciled for x in (s, BRONZE_BY_SOURCE[s].relative_path)]
-    )[source]
-    per_file = reduce(
-        DataFrame.unionByName,
-        [
-            bronze[s]
-            .where(F.col(schemas.RUN_SEQ) <= F.lit(cut))
-            .groupBy(schemas.SOURCE_FILE, schemas.RUN_SEQ)
-            .agg(F.count(F.lit(1)).alias("_rows"))
-            .withColumn("source", F.lit(s))
-            for s, cut in reconciled.items()
-        ],
-    )
-    parts.append(
-        _rows(per_file, _contribution(RECONCILIATION, check_table, source, value=F.col("_rows")))
-    )
-    runs = per_file.groupBy("source", schemas.SOURCE_FILE).agg(F.min(schemas.RUN_SEQ).alias("_run"))
-    target_source = {t: s for s in reconciled for t in TARGETS_BY_SOURCE[s]}
-    stored = [
-        silver_tables[t].select(schemas.SOURCE_FILE, F.lit(s).alias("source"))
-        for t, s in target_source.items()
-        if t in silver_tables
-    ]
-    if quarantine is not None:
-        stored.append(
-            quarantine.where(source.isin(*target_source)).select(
-                schemas.SOURCE_FILE, _bronze_source()[source].alias("source")
-            )
-        )
-    if stored:
-        matched = reduce(DataFrame.unionByName, stored).join(
-            F.broadcast(runs), ["source", schemas.SOURCE_FILE]
-        )
-        parts.append(
-            _rows(matched, _contribution(RECONCILIATION, check_table, source, total=F.lit(1)))
-        )
-    cut_of = F.create_map(
-        *[x for s, c in reconciled.items() for x in (F.lit(s), F.lit(c).cast("long"))]
-    )
-    duplicates = (
-        batch_audit.where(F.col("job") == SILVER_JOB)
-        .select(
-            _bronze_source()[source].alias("source"),
-            F.col("bronze_run_seq_max"),
-            F.col("duplicates"),
-        )
-        .where(F.col("bronze_run_seq_max") <= cut_of[source])
-    )
-    parts.append(
-        _rows(
-            duplicates,
-            _contribution(
-                RECONCILIATION, check_table, source, total=F.coalesce("duplicates", F.lit(0))
-            ),
-        )
-    )
-    return reduce(DataFrame.unionByName, parts)
 
 
 def campaign_rates(campaign_daily: DataFrame, since: date) -> DataFrame:
@@ -389,12 +254,12 @@ def campaign_rates(campaign_daily: DataFrame, since: date) -> DataFrame:
         (F.col("event_date") >= F.lit(since)) & F.col("campaign_id").isNotNull()
     )
     campaign = F.col("campaign_id")
-    return _rows(
+    return contribution_rows(
         recent,
-        _contribution(
+        contribution(
             CTR_BAND, CAMPAIGN_DAILY, campaign, value=F.col("clicks"), total=F.col("impressions")
         ),
-        _contribution(
+        contribution(
             CVR_BAND, CAMPAIGN_DAILY, campaign, value=F.col("conversions"), total=F.col("clicks")
         ),
     )
@@ -423,9 +288,9 @@ def clicks_without_impression(clicks: DataFrame, impressions: DataFrame) -> Data
     )
     matched = F.col("_first_impression") <= F.col("event_ts")
     flagged = both.withColumn("_first_impression", first_impression).where(F.col("_is_click"))
-    return _rows(
+    return contribution_rows(
         flagged,
-        _contribution(
+        contribution(
             CLICKS_WITHOUT_IMPRESSION,
             SILVER_CLICKS.relative_path,
             ALL,
@@ -458,16 +323,16 @@ def auction_discrepancies(impressions: DataFrame, bid_requests: DataFrame) -> Da
         F.sum("_imp").alias("_imps"), F.sum("_bid").alias("_bids")
     )
     imps, bids = F.col("_imps"), F.col("_bids")
-    return _rows(
+    return contribution_rows(
         per_auction,
-        _contribution(
+        contribution(
             UNKNOWN_AUCTION,
             SILVER_IMPRESSIONS.relative_path,
             ALL,
             value=F.when(bids == 0, imps).otherwise(0),
             total=imps,
         ),
-        _contribution(
+        contribution(
             WON_WITHOUT_IMPRESSION,
             SILVER_BID_REQUESTS.relative_path,
             ALL,
@@ -482,9 +347,9 @@ def unattributed_conversions(campaign_attribution_daily: DataFrame) -> DataFrame
     (attributed_conversions sums credits: 1 per attributed conversion under last_touch).
     """
     unattributed = F.coalesce(F.col("unattributed_conversions"), F.lit(0))
-    return _rows(
+    return contribution_rows(
         campaign_attribution_daily.where(F.col("model") == LAST_TOUCH),
-        _contribution(
+        contribution(
             UNATTRIBUTED,
             CAMPAIGN_ATTRIBUTION_DAILY,
             ALL,
@@ -498,13 +363,13 @@ def spend_gold_vs_silver(campaign_daily: DataFrame, impressions: DataFrame) -> D
     """gold/campaign_daily spend (scope `gold`) and silver/impressions cost (scope `silver`),
     summed as DECIMAL(38, 6) so the difference is exact.
     """
-    return _rows(
+    return contribution_rows(
         campaign_daily,
-        _contribution(SPEND_GOLD_VS_SILVER, CAMPAIGN_DAILY, "gold", money=F.col("spend")),
+        contribution(SPEND_GOLD_VS_SILVER, CAMPAIGN_DAILY, "gold", money=F.col("spend")),
     ).unionByName(
-        _rows(
+        contribution_rows(
             impressions,
-            _contribution(SPEND_GOLD_VS_SILVER, CAMPAIGN_DAILY, "silver", money=F.col("cost")),
+            contribution(SPEND_GOLD_VS_SILVER, CAMPAIGN_DAILY, "silver", money=F.col("cost")),
         )
     )
 

@@ -27,13 +27,11 @@ from adlake.quality.checks import (
     as_utc,
     auction_discrepancies,
     audit_checks,
-    bronze_silver_reconciliation,
     campaign_rates,
     clicks_without_impression,
     enough_volume,
     event_profile,
     ingestion_profile,
-    reconciled_runs,
     spend_gold_vs_silver,
     unattributed_conversions,
 )
@@ -42,6 +40,7 @@ from adlake.quality.grading import (
     evaluated_period,
     grade_measures,
 )
+from adlake.quality.reconciliation import bronze_silver_reconciliation, reconciled_runs
 from adlake.settings.quality import (
     CHECKS,
     CTR_BAND,
