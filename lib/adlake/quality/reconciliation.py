@@ -69,11 +69,11 @@ def bronze_silver_reconciliation(
     newest = the cut. Silver and quarantine rows find their run through their
     `_source_file` (a landing file is one bronze run). `bronze` maps source -> bronze table,
     `silver_tables` target -> silver table (a missing one counts as empty), `cuts` source ->
-    the cut of `reconciled_runs` (a source without one gives nothing).
+    the cut of `reconciled_runs` (a null cut gives only newest = null, no source gives nothing).
 
-    The cuts come in as values, not as a joined DataFrame: every table is then read once
-    for all sources, with the runs past the cut pruned at the scan (a joined cut made the
-    check read ops/batch_audit 19 times and each bronze table 3-4 times).
+    The cuts come in as values, not as a joined DataFrame: each table is then scanned for all
+    sources together, with the runs past the cut pruned at the scan (a joined cut put
+    ops/batch_audit 19 times and each bronze table 3-4 times into the query's plan).
     """
     spark = batch_audit.sparkSession
     with_cut = [s for s in bronze if s in cuts]
@@ -110,7 +110,7 @@ def bronze_silver_reconciliation(
             per_file, contribution(RECONCILIATION, check_table, source, value=F.col("_rows"))
         )
     )
-    runs = per_file.groupBy("source", schemas.SOURCE_FILE).agg(F.min(schemas.RUN_SEQ).alias("_run"))
+    runs = per_file.select("source", schemas.SOURCE_FILE).distinct()  # the reconciled files
     target_source = {t: s for s in reconciled for t in TARGETS_BY_SOURCE[s]}
     stored = [
         silver_tables[t].select(schemas.SOURCE_FILE, F.lit(s).alias("source"))
