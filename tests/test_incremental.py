@@ -217,6 +217,29 @@ def test_stored_times_are_utc_on_a_host_in_another_zone(
     assert dates == {datetime.fromtimestamp(stamps[0], timezone.utc).date()}
 
 
+def test_creating_a_table_runs_no_spark_job(spark: SparkSession, tmp_path: Path) -> None:
+    """`storage.ensure_table` commits a new table without a Spark job: with Delta's file list
+    in the .crc on (its default), each creation ran a query over the empty table's state.
+    The table then holds its declared columns and partitioning, at version 0."""
+    from adlake import deltalog, storage
+    from adlake.tables import SILVER_IMPRESSIONS
+
+    location = str(tmp_path / "impressions")
+    sc = spark.sparkContext
+    sc.setJobGroup("test-create-table", "table creation")
+    try:
+        storage.ensure_table(spark, SILVER_IMPRESSIONS, location)
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert list(sc.statusTracker().getJobIdsForGroup("test-create-table")) == []
+    assert deltalog.latest_version(spark, location) == 0
+    details = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first()
+    assert details is not None
+    assert details["partitionColumns"] == list(SILVER_IMPRESSIONS.partition_by)
+    table = storage.read_table(spark, location)
+    assert table.schema.fieldNames() == SILVER_IMPRESSIONS.schema.fieldNames()
+
+
 def test_blind_and_checked_appends_are_both_found_as_the_writers_versions(
     spark: SparkSession, tmp_path: Path
 ) -> None:
