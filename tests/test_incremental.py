@@ -229,8 +229,9 @@ def test_creating_a_table_runs_no_spark_job(spark: SparkSession, tmp_path: Path)
     sc.setJobGroup("test-create-table", "table creation")
     try:
         storage.ensure_table(spark, SILVER_IMPRESSIONS, location)
-    finally:
-        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    finally:  # setJobGroup set all three on this thread: later tests' jobs carry none
+        for key in ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel"):
+            sc.setLocalProperty(key, None)  # type: ignore[arg-type]
     assert list(sc.statusTracker().getJobIdsForGroup("test-create-table")) == []
     assert deltalog.latest_version(spark, location) == 0
     details = spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first()
