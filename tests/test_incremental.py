@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from adlake.bronze import ingest as bronze_ingest
 from adlake.config import AppConfig
 from adlake.silver import run as silver_run
-from tests.conftest import config_for
+from tests.conftest import NO_CODEGEN_CONF, config_for
 from tests.test_bronze_ingest import land
 from tests.test_silver_run import _landing_creatives
 
@@ -239,6 +239,37 @@ def test_creating_a_table_runs_no_spark_job(spark: SparkSession, tmp_path: Path)
     assert details["partitionColumns"] == list(SILVER_IMPRESSIONS.partition_by)
     table = storage.read_table(spark, location)
     assert table.schema.fieldNames() == SILVER_IMPRESSIONS.schema.fieldNames()
+
+
+def test_a_session_compiles_the_generated_code_of_a_query_once(spark: SparkSession) -> None:
+    """Spark's cache of compiled generated code holds more than a run's distinct classes
+    (`spark.sql.codegen.cache.maxEntries` in conf/*.yaml): a pipeline run makes ~550, and with
+    Spark's default of 100 every batch of a long-lived session compiled ~470 of them again.
+    After 200 other queries, each compiling its own code, the first query runs again
+    without compiling anything."""
+    compilations = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics  # type: ignore[union-attr]
+    compiled = compilations.METRIC_COMPILATION_TIME()
+    saved = {key: spark.conf.get(key) for key in NO_CODEGEN_CONF}
+    spark.conf.set("spark.sql.codegen.wholeStage", "true")  # the suite runs without codegen
+    spark.conf.set("spark.sql.codegen.factoryMode", "FALLBACK")
+    try:
+
+        def query(k: int) -> DataFrame:  # an integer literal is inlined: code per k
+            return spark.range(3).select((F.col("id") * k + k).alias("v"))
+
+        before = compiled.getCount()
+        assert [r["v"] for r in query(1).collect()] == [1, 2, 3]
+        first = compiled.getCount()
+        assert first > before  # it compiled its code (not served by an earlier test's)
+        for k in range(2, 202):  # planning the RDD compiles on the driver; no job needed
+            query(k)._jdf.queryExecution().executedPlan().execute()
+        assert compiled.getCount() >= first + 200
+        again = compiled.getCount()
+        assert [r["v"] for r in query(1).collect()] == [1, 2, 3]
+        assert compiled.getCount() == again
+    finally:
+        for key, value in saved.items():
+            spark.conf.set(key, value)
 
 
 def test_blind_and_checked_appends_are_both_found_as_the_writers_versions(
