@@ -2,7 +2,7 @@
 # Build the library as one zip for `spark-submit --py-files`: dist/adlake-<version>.zip holds
 # the `adlake` package (lib/adlake, no caches), importable from the zip on the driver and the
 # executors. Prints the zip's path. Usage: scripts/package.sh [OUT_DIR]   (default: dist)
-# Only the package is shipped: its dependencies (pyyaml, pycountry, numpy, prometheus-client)
+# Only the package is shipped: its dependencies (pyyaml, pycountry, numpy, pyarrow, prometheus-client)
 # must be installed in the driver's Python on the cluster. The test-data generator
 # (lib/adlake_datagen) is not production code and is not shipped.
 set -euo pipefail

@@ -38,6 +38,7 @@ from adlake.gold.markov import (
     MarkovState,
     Terminal,
     channel_weights,
+    channel_weights_of_columns,
     markov_channel_weights,
     markov_transition_counts,
     removal_effects,
@@ -614,6 +615,48 @@ def test_removal_effects_hand_computed() -> None:
     ]
     assert removal_effects(cyclic) == pytest.approx({"a": 1.0, "b": 0.5}, abs=1e-12)
     assert removal_effects([(start, "a", 1), ("a", null, 1)]) == {"a": 0.0}
+
+
+def test_removal_effects_sum_repeated_transitions_and_refuse_impossible_ones() -> None:
+    start, conversion, null = Terminal.START, Terminal.CONVERSION, Terminal.NULL
+    # The first hand-computed chain above with a > null and start > a split over two rows.
+    split: list[tuple[MarkovState, MarkovState, float]] = [
+        (start, "a", 1),
+        (start, "b", 1),
+        ("a", "b", 1),
+        ("a", null, 1),
+        (start, "a", 1),
+        ("b", conversion, 2),
+    ]
+    assert removal_effects(split) == pytest.approx({"a": 0.5, "b": 1.0}, abs=1e-12)
+    with pytest.raises(ValueError, match="impossible transition 'null' -> 'channel'"):
+        removal_effects([(start, "a", 1), (null, "a", 1)])
+    with pytest.raises(ValueError, match="impossible transition 'channel' -> 'start'"):
+        removal_effects([("a", start, 1)])
+
+
+def test_channel_weights_of_columns_equal_the_rows_version() -> None:
+    """The Arrow-collected columns (gold's run) and collected rows give the same weights."""
+    rows = [
+        ("start", None, "channel", "w2", 2),
+        ("channel", "w2", "channel", "w1", 2),
+        ("channel", "w1", "conversion", None, 2),
+        ("start", None, "channel", "w1", 1),
+        ("channel", "w1", "channel", None, 1),
+        ("channel", None, "null", None, 1),
+    ]
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    # start: w2 2/3, w1 1/3; w1: conversion 2/3, (null channel) 1/3; P(conv) = 2/3.
+    # RE(w1) = 1; RE(w2) = (2/3 * 2/3) / (2/3) = 2/3; the null channel never converts.
+    weights = channel_weights_of_columns(*columns)
+    assert weights == channel_weights(rows)
+    assert [ch for ch, _, _ in weights] == [None, "w1", "w2"]
+    assert [x for _, re, w in weights for x in (re, w)] == pytest.approx(
+        [0.0, 0.0, 1.0, 0.6, 2 / 3, 0.4], abs=1e-12
+    )
+    assert channel_weights_of_columns([], [], [], [], []) == []
+    with pytest.raises(ValueError, match="impossible transition 'start' -> 'exit'"):
+        channel_weights_of_columns(["start"], [None], ["exit"], [None], [1])
 
 
 def test_markov_paths_and_weights(spark: SparkSession) -> None:

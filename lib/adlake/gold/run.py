@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -27,7 +27,7 @@ from adlake.gold.aggregates import (
 )
 from adlake.gold.markov import (
     MARKOV_WEIGHTS_SCHEMA,
-    channel_weights,
+    channel_weights_of_columns,
     conversion_channels,
     markov_credits,
     markov_transition_counts,
@@ -348,11 +348,12 @@ def _write_counts(spark: SparkSession, cfg: AppConfig, counts: DataFrame, stamp:
     ).localCheckpoint()
     storage.overwrite_derived(table, spec.relative_path, spec.location(cfg), spec.partition_by,
                               stamp)  # fmt: skip
-    counts_rows: list[tuple[Any, ...]] = [tuple(r) for r in table.collect()]
-    rows = channel_weights(counts_rows)
-    log.info(
-        "markov weights: %d channels from %d distinct transitions", len(rows), len(counts_rows)
+    # Collected as Arrow columns: a Python Row per transition cost ~1 s at 1M impressions.
+    arrow = table.toArrow()
+    rows = channel_weights_of_columns(
+        *(arrow.column(name).to_pylist() for name in spec.schema.fieldNames())
     )
+    log.info("markov weights: %d channels from %d distinct transitions", len(rows), arrow.num_rows)
     return spark.createDataFrame(rows, MARKOV_WEIGHTS_SCHEMA)
 
 
