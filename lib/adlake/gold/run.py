@@ -112,6 +112,8 @@ def build_gold(
 
     def attribution(written: dict[str, int]) -> None:
         stamp = fingerprint(silver_inputs, repr(params))
+        # The attribution rows this run writes (stored), for the by-day table below.
+        rows: DataFrame | None = None
         if _unchanged(spark, cfg, GOLD_CONVERSION_ATTRIBUTION, stamp, written):
             log.info("gold attribution: silver unchanged since the last run, skipped")
         else:
@@ -130,7 +132,7 @@ def build_gold(
                     else None
                 )
                 try:
-                    _attribution_incremental(
+                    rows = _attribution_incremental(
                         spark, cfg, stamp, pairs,
                         new=(impressions, clicks, conversions), old=before,
                         appended=appended.files, creatives=creatives, written=written,
@@ -149,13 +151,13 @@ def build_gold(
                     incremental = False
             if not incremental:
                 touches = build_touches(impressions, clicks, creatives)
-                _attribution_full(spark, cfg, stamp, touches, conversions, written)
+                rows = _attribution_full(spark, cfg, stamp, touches, conversions, written)
         # A function of the attribution table just written: same inputs, same stamp.
         by_day_stamp = json.dumps({"derived_from": stamp}, sort_keys=True)
         if not _unchanged(spark, cfg, GOLD_CAMPAIGN_ATTRIBUTION_DAILY, by_day_stamp, written):
-            by_day = campaign_attribution_daily(
-                storage.read_table(spark, GOLD_CONVERSION_ATTRIBUTION.location(cfg))
-            )
+            if rows is None:  # attribution was up to date: its table holds the rows
+                rows = storage.read_table(spark, GOLD_CONVERSION_ATTRIBUTION.location(cfg))
+            by_day = campaign_attribution_daily(rows)
             _replace(by_day, GOLD_CAMPAIGN_ATTRIBUTION_DAILY, cfg, by_day_stamp, written)
 
     def daily(written: dict[str, int]) -> None:
@@ -224,7 +226,9 @@ def _attribution_full(
     touches: DataFrame,
     conversions: DataFrame,
     written: dict[str, int],
-) -> None:
+) -> DataFrame:
+    """Build attribution and its state tables from all touches; the attribution rows
+    written, stored (the by-day table is computed from them without reading the table)."""
     params = cfg.attribution
     # The Markov paths read every touch once; credits and channels only the touches of
     # converting pairs, a small share, stored once for both (touches are a cheap scan).
@@ -237,8 +241,10 @@ def _attribution_full(
     ).withColumn("event_date", utc_date(F.col("conversion_ts")))
     channels = conversion_channels(conversions, converting, params)
     _replace(channels, GOLD_CONVERSION_CHANNELS, cfg, stamp, {})
-    _replace(credited, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
+    stored = credited.localCheckpoint()
+    _replace(stored, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
     converting.unpersist()
+    return stored
 
 
 def _attribution_incremental(
@@ -251,9 +257,9 @@ def _attribution_incremental(
     appended: dict[str, list[deltalog.AddedFile]],
     creatives: DataFrame,
     written: dict[str, int],
-) -> None:
+) -> DataFrame:
     """Recompute the (user, campaign) pairs the appended rows touch and restate everyone's
-    markov credits (docs/gold.md).
+    markov credits (docs/gold.md); the attribution rows written, stored.
 
     Silver is read for the pairs' users only (a broadcast semi-join on user_id); touches are
     built from the pairs' clicks and impressions plus the impressions that serve those
@@ -332,6 +338,7 @@ def _attribution_incremental(
     touches.unpersist()
     users.unpersist()
     pairs.unpersist()
+    return restated
 
 
 def _write_counts(spark: SparkSession, cfg: AppConfig, counts: DataFrame, stamp: str) -> DataFrame:
