@@ -168,10 +168,14 @@ def removal_effects(
         )
 
     rows = [(*kind(source), *kind(target), float(n)) for source, target, n in transitions]
-    return _effects(*(list(column) for column in zip(*rows, strict=True)) if rows else _EMPTY)
+    return _effects(*_columns(rows))
 
 
-_EMPTY: tuple[list[Any], ...] = ([], [], [], [], [])
+def _columns(rows: Sequence[tuple[Any, ...]], width: int = 5) -> list[list[Any]]:
+    """Rows of `width` values as `width` columns (empty columns for no rows)."""
+    return (
+        [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+    )
 
 
 def _effects(
@@ -197,16 +201,14 @@ def _effects(
     )
     n = len(channels)
     index = {ch: i for i, ch in enumerate(channels)}
+
+    def indexes(channel: Sequence[str | None], is_channel: np.ndarray, other: Any) -> np.ndarray:
+        at = [index[ch] if yes else -1 for ch, yes in zip(channel, is_channel, strict=True)]
+        return np.where(is_channel, np.array(at, dtype=np.int64), other)
+
     # (start) is the count matrix's row n; (conversion), (null) its columns n, n + 1.
-    source = np.array([index[ch] if is_channel else n
-                       for ch, is_channel in zip(from_channel, from_is, strict=True)],
-                      dtype=np.int64)  # fmt: skip
-    terminal = np.where(tk == _KIND_CONVERSION, n, n + 1)
-    target = np.where(
-        to_is,
-        np.array([index.get(ch, 0) for ch in to_channel], dtype=np.int64),
-        terminal,
-    )
+    source = indexes(from_channel, from_is, n)
+    target = indexes(to_channel, to_is, np.where(tk == _KIND_CONVERSION, n, n + 1))
     effects = _solve(source, target, np.asarray(count, dtype=np.float64), n)
     return {ch: float(effects[k]) for k, ch in enumerate(channels)}
 
@@ -245,8 +247,7 @@ def channel_weights(
     rows sorted by channel, the null channel first.
     """
     rows = list(counts)
-    columns = [list(column) for column in zip(*rows, strict=True)] if rows else _EMPTY
-    return channel_weights_of_columns(*columns)
+    return channel_weights_of_columns(*_columns(rows))
 
 
 def channel_weights_of_columns(
