@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    BooleanType,
     DataType,
     DateType,
     DecimalType,
@@ -49,7 +50,13 @@ from adlake.gold.models import (
     _validated_models,
     attribute_conversions,
 )
-from adlake.gold.touches import build_touches, converting_touches
+from adlake.gold.touches import (
+    TOUCH_COLUMNS,
+    build_touches,
+    build_touches_then_and_now,
+    converting_touches,
+    then_and_now,
+)
 from adlake.settings.gold import (
     ALL_MODELS,
     FIRST_TOUCH,
@@ -559,6 +566,42 @@ def test_build_touches_serves_clicks_the_last_impression_in_touch_order(
         ("cu9", "wD"),
         ("cu9", "wD"),
     ]
+
+
+def test_touches_then_and_now_from_one_build_of_flagged_rows(spark: SparkSession) -> None:
+    """Rows flagged as appended: the touches now are all rows, as `build_touches` builds
+    them; the touches then are the rows not appended, their clicks served by the impressions
+    not appended only."""
+    flagged = [StructField("_appended", BooleanType(), False)]
+    impressions = spark.createDataFrame(
+        [
+            ("i1", T - 3 * HOUR, "u1", "cr1", "k1", "w1", False),
+            ("i2", T - HOUR, "u1", "cr1", "k1", "w2", True),  # now serves c1 and c2
+            ("i3", T - 2 * HOUR, "u2", "cr1", "k1", "w3", False),
+        ],
+        StructType(SILVER_IMPRESSION_SCHEMA.fields + flagged),
+    )
+    clicks = spark.createDataFrame(
+        [
+            ("c1", T, "u1", "k1", "cr1", "click", False),  # then: w1, now: w2
+            ("c2", T, "u1", "k1", "cr1", "click", True),  # appended: not a touch then
+            ("c3", T, "u2", "k1", "cr1", "click", False),  # w3 then and now
+            ("c4", T, "u3", "k1", "cr1", "click", False),  # no impression: no website
+        ],
+        StructType(SILVER_CLICK_SCHEMA.fields + flagged),
+    )
+    creatives = spark.createDataFrame([("cr1", "k1", "a1")], SILVER_CREATIVE_SCHEMA)
+    then, now = then_and_now(build_touches_then_and_now(impressions, clicks, creatives))
+    assert sorted((r["touch_id"], r["website"]) for r in then.collect()) == [
+        ("c1", "w1"), ("c3", "w3"), ("c4", None), ("i1", "w1"), ("i3", "w3"),
+    ]  # fmt: skip
+    assert then.columns == now.columns == list(TOUCH_COLUMNS)
+    built = build_touches(impressions.drop("_appended"), clicks.drop("_appended"), creatives)
+    assert_df_equality(now, built, ignore_row_order=True, ignore_nullable=True)
+    assert sorted((r["touch_id"], r["website"]) for r in now.collect()) == [
+        ("c1", "w2"), ("c2", "w2"), ("c3", "w3"), ("c4", None),
+        ("i1", "w1"), ("i2", "w2"), ("i3", "w3"),
+    ]  # fmt: skip
 
 
 def test_converting_touches_keeps_the_pairs_that_have_a_conversion(spark: SparkSession) -> None:

@@ -196,7 +196,8 @@ def flag_appended(
 
     Matched on the file name (`_metadata.file_name`): Delta names data files with a UUID,
     and the name has none of the path's scheme or escaping to normalise. Only `columns` are
-    kept because the frame is stored (`split_appended`): Spark cannot prune a stored frame's
+    kept because the frame is stored (`split_appended`, or a local checkpoint of the
+    flagged rows in `run._attribution_incremental`): Spark cannot prune a stored frame's
     columns by what later reads use, so the scan would read, and the store hold, every
     column of the table (at 10M impressions: all 19 columns of 12M rows for 6).
     """

@@ -36,8 +36,10 @@ from adlake.gold.models import attribute_conversions
 from adlake.gold.touches import (
     UNATTRIBUTED,
     build_touches,
+    build_touches_then_and_now,
     converting_touches,
     fill_campaign,
+    then_and_now,
     utc_date,
 )
 from adlake.settings.gold import MARKOV
@@ -289,15 +291,20 @@ def _attribution_incremental(
             files = appended.get(spec.relative_path, [])
             return inc.flag_appended(df, files, inc.ATTRIBUTION_COLUMNS[spec.relative_path])
 
-        now_clicks, old_clicks = inc.split_appended(pair_clicks(scan(new[1], SILVER_CLICKS)))
-        now_impressions, old_impressions = inc.split_appended(
-            serving(scan(new[0], SILVER_IMPRESSIONS), now_clicks)
-        )
-        # only those serving the clicks that were there then
-        old_impressions = inc.pair_or_served(old_impressions, pairs, old_clicks)
+        # Stored (local checkpoints): each is read by more than one join below.
+        flagged_clicks = pair_clicks(scan(new[1], SILVER_CLICKS)).localCheckpoint()
+        flagged_impressions = serving(
+            scan(new[0], SILVER_IMPRESSIONS), flagged_clicks
+        ).localCheckpoint()
         now_conversions, old_conversions = inc.split_appended(
             inc.of_pairs(scan(new[2], SILVER_CONVERSIONS), pairs)
         )
+        # The touches then and now from one build: the rows not appended, with the website
+        # their clicks had before the append, are the touches gold last read.
+        both = inc.of_pairs(
+            build_touches_then_and_now(flagged_impressions, flagged_clicks, creatives), pairs
+        ).cache()
+        old_touches, touches = then_and_now(both)
     else:
         now_clicks = pair_clicks(new[1])
         now_impressions = serving(new[0], now_clicks)
@@ -305,9 +312,10 @@ def _attribution_incremental(
         old_clicks = pair_clicks(old[1])
         old_impressions = serving(old[0], old_clicks)
         old_conversions = inc.of_pairs(old[2], pairs)
+        both = inc.of_pairs(build_touches(now_impressions, now_clicks, creatives), pairs).cache()
+        touches = both
+        old_touches = inc.of_pairs(build_touches(old_impressions, old_clicks, creatives), pairs)
 
-    touches = inc.of_pairs(build_touches(now_impressions, now_clicks, creatives), pairs).cache()
-    old_touches = inc.of_pairs(build_touches(old_impressions, old_clicks, creatives), pairs)
     counts = inc.updated_counts(
         storage.read_table(spark, GOLD_MARKOV_TRANSITIONS.location(cfg)),
         added=markov_transition_counts(touches, now_conversions, params),
@@ -335,7 +343,7 @@ def _attribution_incremental(
     ).localCheckpoint()
     _replace(channels, GOLD_CONVERSION_CHANNELS, cfg, stamp, {})
     _replace(restated, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
-    touches.unpersist()
+    both.unpersist()
     users.unpersist()
     pairs.unpersist()
     return restated

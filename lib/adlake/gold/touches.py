@@ -106,6 +106,40 @@ def build_touches(impressions: DataFrame, clicks: DataFrame, creatives: DataFram
     a click's website is that of the latest impression of the same user and creative at or
     before the click (null when there is none); Markov attribution by website needs it.
     """
+    return _touches(impressions, clicks, creatives, flagged=False).select(*TOUCH_COLUMNS)
+
+
+# The touches of `build_touches_then_and_now`: whether the row was appended since gold's last
+# build, and its website then (a click's website can come from an appended impression).
+APPENDED = "_appended"
+WEBSITE_THEN = "_website_then"
+
+
+def build_touches_then_and_now(
+    impressions: DataFrame, clicks: DataFrame, creatives: DataFrame
+) -> DataFrame:
+    """`build_touches` of rows flagged `APPENDED` (bool), plus `APPENDED` and `WEBSITE_THEN`.
+
+    The touches now are all rows; those before the append are the rows not appended, with
+    `WEBSITE_THEN` as website: a click's latest impression among the impressions not
+    appended. One lookup over the impressions gives both websites (`then_and_now`), where
+    building the two sets of touches apart cost two.
+    """
+    return _touches(impressions, clicks, creatives, flagged=True).select(
+        *TOUCH_COLUMNS, APPENDED, WEBSITE_THEN
+    )
+
+
+def then_and_now(touches: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(touches before the append, touches now) of `build_touches_then_and_now` rows."""
+    then = touches.where(~F.col(APPENDED)).withColumn("website", F.col(WEBSITE_THEN))
+    return then.select(*TOUCH_COLUMNS), touches.select(*TOUCH_COLUMNS)
+
+
+def _touches(
+    impressions: DataFrame, clicks: DataFrame, creatives: DataFrame, *, flagged: bool
+) -> DataFrame:
+    flags = [APPENDED] if flagged else []
     imp = impressions.select(
         F.col("impression_id").alias("touch_id"),
         F.lit(IMPRESSION).alias("touch_type"),
@@ -114,6 +148,7 @@ def build_touches(impressions: DataFrame, clicks: DataFrame, creatives: DataFram
         "campaign_id",
         "creative_id",
         "website",
+        *flags,
     )
     clk = clicks.select(
         F.col("event_id").alias("touch_id"),
@@ -123,14 +158,16 @@ def build_touches(impressions: DataFrame, clicks: DataFrame, creatives: DataFram
         "campaign_id",
         "creative_id",
         F.lit(None).cast("string").alias("website"),
+        *flags,
     )
-    return fill_campaign(imp.unionByName(_with_served_website(clk, imp)), creatives).select(
-        *TOUCH_COLUMNS
-    )
+    if flagged:
+        imp = imp.withColumn(WEBSITE_THEN, F.col("website"))
+    return fill_campaign(imp.unionByName(_with_served_website(clk, imp, flagged)), creatives)
 
 
-def _with_served_website(clicks: DataFrame, impressions: DataFrame) -> DataFrame:
-    """Click touches with the website of the latest impression of their user and creative.
+def _with_served_website(clicks: DataFrame, impressions: DataFrame, flagged: bool) -> DataFrame:
+    """Click touches with the website of the latest impression of their user and creative
+    (and, `flagged`, as `WEBSITE_THEN`, of the latest impression not appended).
 
     In touch order an impression at the click's instant comes before it, so the website
     depends on (user_id, creative_id, touch_ts) only: those keys of the clicks (a small
@@ -151,9 +188,10 @@ def _with_served_website(clicks: DataFrame, impressions: DataFrame) -> DataFrame
     )
     # The last in touch order among the impressions with a website: latest touch_ts, then
     # touch_id (nulls last), then website.
-    latest = F.max(
-        F.struct(c("touch_ts"), c("touch_id").isNull(), c("touch_id"), c("website"))
-    ).getField("website")
+    last = F.struct(c("touch_ts"), c("touch_id").isNull(), c("touch_id"), c("website"))
+    served_on = {"_served_on": F.max(last).getField("website")}
+    if flagged:
+        served_on["_served_then"] = F.max(F.when(~c(APPENDED), last)).getField("website")
     served = (
         impressions.where(c("website").isNotNull())
         .join(
@@ -163,15 +201,18 @@ def _with_served_website(clicks: DataFrame, impressions: DataFrame) -> DataFrame
             & (c("touch_ts").isNull() | (c("touch_ts") <= c("_k_ts"))),
         )
         .groupBy("_k_user_id", "_k_creative_id", "_k_ts")
-        .agg(latest.alias("_served_on"))
+        .agg(*[agg.alias(name) for name, agg in served_on.items()])
     )
     matched = (
         c("user_id").eqNullSafe(c("_k_user_id"))
         & (c("creative_id") == c("_k_creative_id"))
         & c("touch_ts").eqNullSafe(c("_k_ts"))
     )
+    websites = [c("_served_on").alias("website")]
+    if flagged:
+        websites.append(c("_served_then").alias(WEBSITE_THEN))
     return clicks.join(served, matched, "left").select(
-        *[c("_served_on").alias(n) if n == "website" else c(n) for n in clicks.columns]
+        *[c(n) for n in clicks.columns if n != "website"], *websites
     )
 
 
