@@ -21,6 +21,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from adlake import deltalog
 from adlake.gold.touches import (
+    APPENDED,
     CLICK_INPUT,
     CONVERSION_INPUT,
     IMPRESSION_INPUT,
@@ -178,8 +179,6 @@ def funnel_dates(
     return sorted(dates)
 
 
-_APPENDED = "_appended"
-
 # The columns of each event table that attribution reads: what an increment's stored scans
 # keep (`flag_appended`).
 ATTRIBUTION_COLUMNS: Mapping[str, tuple[str, ...]] = {
@@ -192,7 +191,8 @@ ATTRIBUTION_COLUMNS: Mapping[str, tuple[str, ...]] = {
 def flag_appended(
     df: DataFrame, files: Sequence[deltalog.AddedFile], columns: Sequence[str]
 ) -> DataFrame:
-    """`columns` of a Delta table's scan `df`, with `_appended`: the row is in one of `files`.
+    """`columns` of a Delta table's scan `df`, with `APPENDED` (the flag
+    `touches.build_touches_then_and_now` reads): the row is in one of `files`.
 
     Matched on the file name (`_metadata.file_name`): Delta names data files with a UUID,
     and the name has none of the path's scheme or escaping to normalise. Only `columns` are
@@ -203,7 +203,7 @@ def flag_appended(
     """
     names = sorted({f.path.rsplit("/", 1)[-1] for f in files})
     flag = F.col("_metadata.file_name").isin(names) if names else F.lit(False)
-    return df.select(*columns, flag.alias(_APPENDED))
+    return df.select(*columns, flag.alias(APPENDED))
 
 
 def split_appended(df: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -217,8 +217,8 @@ def split_appended(df: DataFrame) -> tuple[DataFrame, DataFrame]:
     """
     stored = df.localCheckpoint()
     return (
-        stored.drop(_APPENDED),
-        stored.where(~F.col(_APPENDED)).drop(_APPENDED),
+        stored.drop(APPENDED),
+        stored.where(~F.col(APPENDED)).drop(APPENDED),
     )
 
 
