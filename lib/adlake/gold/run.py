@@ -301,10 +301,10 @@ def _attribution_incremental(
         )
         # The touches then and now from one build: the rows not appended, with the website
         # their clicks had before the append, are the touches gold last read.
-        both = inc.of_pairs(
+        cached = inc.of_pairs(
             build_touches_then_and_now(flagged_impressions, flagged_clicks, creatives), pairs
         ).cache()
-        old_touches, touches = then_and_now(both)
+        old_touches, touches = then_and_now(cached)
     else:
         now_clicks = pair_clicks(new[1])
         now_impressions = serving(new[0], now_clicks)
@@ -312,8 +312,8 @@ def _attribution_incremental(
         old_clicks = pair_clicks(old[1])
         old_impressions = serving(old[0], old_clicks)
         old_conversions = inc.of_pairs(old[2], pairs)
-        both = inc.of_pairs(build_touches(now_impressions, now_clicks, creatives), pairs).cache()
-        touches = both
+        touches = inc.of_pairs(build_touches(now_impressions, now_clicks, creatives), pairs)
+        cached = touches.cache()
         old_touches = inc.of_pairs(build_touches(old_impressions, old_clicks, creatives), pairs)
 
     counts = inc.updated_counts(
@@ -343,7 +343,7 @@ def _attribution_incremental(
     ).localCheckpoint()
     _replace(channels, GOLD_CONVERSION_CHANNELS, cfg, stamp, {})
     _replace(restated, GOLD_CONVERSION_ATTRIBUTION, cfg, stamp, written)
-    both.unpersist()
+    cached.unpersist()
     users.unpersist()
     pairs.unpersist()
     return restated
