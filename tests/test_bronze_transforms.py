@@ -17,7 +17,7 @@ from pyspark.sql.types import (
 )
 
 from adlake import schemas
-from adlake.bronze import csvheader, parse
+from adlake.bronze import csvheader, expressions, parse
 
 LINES = StructType(
     [
@@ -431,6 +431,36 @@ def test_bid_requests_projection_keeps_nesting_and_rescues_drift(spark: SparkSes
         "auction_details",
         "ad_targeting",
         "device",
+    ]
+
+
+def test_parse_expressions_are_built_once_and_each_read_gets_its_own_rows(
+    spark: SparkSession,
+) -> None:
+    """A parse's column expressions are kept per contract, header or writer schema and reused
+    by later reads (they cost a Py4J round trip per call): the second read of the same
+    writer schema builds none and still projects and checks its own rows."""
+
+    def bids(auction: int, amount: float, exchange: str) -> DataFrame:
+        row = ("r", None, (1, "USA", None), (auction, amount), (3, "x.net"), exchange, F1)
+        return spark.createDataFrame([row], AVRO_LIKE)
+
+    first = bids(1, 0.5, "adx").transform(parse.project_bid_requests).collect()
+    built = dict(expressions._BUILT)
+    second = bids(2, float("nan"), "ssp").transform(parse.project_bid_requests).collect()
+
+    assert dict(expressions._BUILT) == built  # same objects, nothing built again
+    assert [r["auction_details"].asDict() for r in first + second] == [
+        {"auction_id": "1", "bid_amount": "0.5"},
+        {"auction_id": "2", "bid_amount": "NaN"},
+    ]
+    assert [r[schemas.RESCUED_DATA] for r in first + second] == [
+        '{"user_info":{},"exchange":"adx"}',
+        '{"user_info":{},"exchange":"ssp"}',
+    ]
+    assert [(r[parse.REJECT_REASON], r[parse.REJECT_DETAIL]) for r in first + second] == [
+        (None, None),
+        ("wrong_type", "auction_details.bid_amount"),
     ]
 
 

@@ -25,6 +25,7 @@ from pyspark.sql.types import (
 
 from adlake import schemas
 from adlake.bronze import csvheader
+from adlake.bronze.expressions import built
 from adlake.schemas import ID, NUMBER, SourceField
 
 # Reason codes in bronze/quarantine.reason (documented in the README).
@@ -101,17 +102,16 @@ def _repeated_keys(fields_map: Column, more: Column) -> Column:
 
 
 def _classified(
-    df: DataFrame,
     values: Sequence[tuple[str, Column, str]],
     rescued: Column,
     malformed: Column,
     reason: str,
     malformed_detail: Column | None = None,
-) -> DataFrame:
+) -> list[Column]:
     """Contract fields (name, value, kind), rescued data and lineage, with each record's
     reject reason: `reason` when malformed, else wrong_type when a value does not fit."""
     wrong = wrong_type_fields(values)
-    return df.select(
+    return [
         *[value.alias(name) for name, value, _ in values],
         rescued.alias(schemas.RESCUED_DATA),
         F.col(schemas.SOURCE_FILE),
@@ -123,7 +123,7 @@ def _classified(
         .otherwise(wrong)
         .cast("string")
         .alias(REJECT_DETAIL),
-    )
+    ]
 
 
 def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], DataFrame]:
@@ -135,30 +135,34 @@ def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], D
     malformed (`REPEATED_KEY` and the keys as its detail).
     """
 
-    def transform(lines: DataFrame) -> DataFrame:
+    def build() -> tuple[Column, list[Column], list[Column]]:
         # Lines carry no position, so a byte-order mark is dropped from the start of any line
         # (a file's first, or one of a file concatenated into it); the raw record keeps it.
         text = _without_bom(F.col("value"))
         names = [f.name for f in contract]
-        parsed = lines.where(F.trim(text) != "").select(
+        parsed = [
             F.col("value").alias(RAW_RECORD),
             F.col(schemas.SOURCE_FILE),
             F.from_json(text, "map<string,string>").alias("_map"),
-        )
+        ]
         fields_map = F.col("_map")
         more = _more_than_known(fields_map, names)
         repeated = _repeated_keys(fields_map, more)
         # A line that repeats a key is malformed: its fields are not read, its text is kept.
         # One projection: Spark computes the repeated conditions once per line.
         fields = F.when(repeated.isNull(), fields_map)
-        return _classified(
-            parsed,
+        classified = _classified(
             [(f.name, fields[f.name], f.kind) for f in contract],
             _rescued(fields, names, more),
             fields.isNull(),
             MALFORMED_JSON,
             F.concat(F.lit(f"{REPEATED_KEY}: "), repeated),
         )
+        return F.trim(text) != "", parsed, classified
+
+    def transform(lines: DataFrame) -> DataFrame:
+        record, parsed, classified = built(("json", tuple(contract)), build)
+        return lines.where(record).select(*parsed).select(*classified)
 
     return transform
 
@@ -179,7 +183,7 @@ def parse_csv_rows(
     known = {f.name for f in contract}
     extra = [(name, i) for i, name in enumerate(header) if name not in known]
 
-    def transform(rows: DataFrame) -> DataFrame:
+    def build() -> tuple[list[Column], list[Column]]:
         def column(i: int) -> Column:
             return F.when(~malformed, F.col(f"_c{i}"))
 
@@ -196,20 +200,24 @@ def parse_csv_rows(
             F.lit(len(header)),
             F.size(F.split(F.col(csvheader.CORRUPT), _CSV_SPLIT, -1)),
         )
-        records = rows.select(
+        records = [
             F.when(malformed, F.col(csvheader.CORRUPT)).otherwise(line).alias(RAW_RECORD),
             F.col(schemas.SOURCE_FILE),
             *[F.col(f"_c{i}") for i in range(len(header))],
             F.col(csvheader.CORRUPT),
-        )
-        return _classified(
-            records,
+        ]
+        classified = _classified(
             [(name, value.cast("string"), kind) for name, value, kind in values],
             F.nullif(rescued, F.lit("{}")) if extra else F.lit(None).cast("string"),
             malformed,
             CSV_COLUMN_COUNT,
             detail,
         )
+        return records, classified
+
+    def transform(rows: DataFrame) -> DataFrame:
+        records, classified = built(("csv", tuple(contract), tuple(header)), build)
+        return rows.select(*records).select(*classified)
 
     return transform
 
@@ -236,7 +244,13 @@ def project_bid_requests(df: DataFrame) -> DataFrame:
     Driven by the DataFrame's schema, which is the file's own writer schema: contract fields
     missing from it become null, fields it has beyond the contract go to `_rescued_data`.
     """
-    by_name: dict[str, StructField] = {f.name: f for f in df.schema.fields}
+    first, second = built(("avro", df.schema.json()), lambda: _bid_request_columns(df.schema))
+    return df.select(*first).select(*second)
+
+
+def _bid_request_columns(schema: StructType) -> tuple[list[Column], list[Column]]:
+    """The two projections of `project_bid_requests` for one writer schema."""
+    by_name: dict[str, StructField] = {f.name: f for f in schema.fields}
     projected: list[Column] = []
     rescued: list[Column] = []
     wrong_checks: list[tuple[str, Column, str]] = []
@@ -284,22 +298,21 @@ def project_bid_requests(df: DataFrame) -> DataFrame:
         F.col(name).alias(name) for name in by_name if name not in top_known | contract_meta
     )
     rescued_json = F.to_json(F.struct(*rescued)) if rescued else F.lit(None).cast("string")
-    projected_df = df.select(
+    first = [
         *projected,
         F.when(rescued_json != "{}", rescued_json).alias(schemas.RESCUED_DATA),
         F.col(schemas.SOURCE_FILE),
         F.to_json(F.struct(*[F.col(c) for c in by_name if c not in contract_meta])).alias(
             RAW_RECORD
         ),
-    )
-    wrong = wrong_type_fields(
-        [(name, _nested(projected_df, name), kind) for name, _col, kind in wrong_checks]
-    )
-    return projected_df.select(
-        "*",
+    ]
+    wrong = wrong_type_fields([(name, _nested(name), kind) for name, _col, kind in wrong_checks])
+    second = [
+        F.col("*"),
         F.when(wrong.isNotNull(), F.lit(WRONG_TYPE)).alias(REJECT_REASON),
         wrong.alias(REJECT_DETAIL),
-    )
+    ]
+    return first, second
 
 
 def union_parsed(parts: Sequence[DataFrame]) -> DataFrame:
@@ -328,9 +341,9 @@ def parsed_schema(bronze_schema: StructType) -> StructType:
     return StructType(fields + extra)
 
 
-def _nested(df: DataFrame, dotted: str) -> Column:
+def _nested(dotted: str) -> Column:
     group, _, member = dotted.partition(".")
-    return df[group][member] if member else df[group]
+    return F.col(group)[member] if member else F.col(group)
 
 
 def with_ingest_metadata(ingested_at: datetime, run_seq: int) -> Callable[[DataFrame], DataFrame]:
