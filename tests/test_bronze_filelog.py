@@ -8,7 +8,8 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructField, StructType
 
-from adlake.bronze import filelog, parse
+from adlake.bronze import filelog
+from adlake.bronze.tally import Tally
 from adlake.tables import CHANGED, COMMITTED, INGEST_FILE_LOG, PLANNED
 
 F1 = "file:/landing/a"
@@ -91,7 +92,7 @@ def test_pending_runs_and_new_and_changed_files(spark: SparkSession) -> None:
 
 
 def test_run_result_from_a_tally() -> None:
-    tally = parse.Tally({F1: (3, 0), F2: (1, 2)}, (("wrong_type", 1), ("malformed_json", 1)))
+    tally = Tally({F1: (3, 0), F2: (1, 2)}, (("wrong_type", 1), ("malformed_json", 1)))
     assert tally.with_rejects([F1, F2]) == [F2]
     result = filelog.run_result("impressions", 4, "batch", 2, tally, 0, 1.5, changed_files=1)
     assert (result.bronze_rows, result.quarantined_rows, result.records) == (4, 2, 6)

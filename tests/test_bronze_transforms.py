@@ -17,7 +17,7 @@ from pyspark.sql.types import (
 )
 
 from adlake import schemas
-from adlake.bronze import csvheader, expressions, parse
+from adlake.bronze import csvheader, parse, tally
 
 LINES = StructType(
     [
@@ -446,10 +446,11 @@ def test_parse_expressions_are_built_once_and_each_read_gets_its_own_rows(
         return spark.createDataFrame([row], AVRO_LIKE)
 
     first = bids(1, 0.5, "adx").transform(parse.project_bid_requests).collect()
-    built = dict(expressions._BUILT)
+    built = parse._bid_request_columns.cache_info()
     second = bids(2, float("nan"), "ssp").transform(parse.project_bid_requests).collect()
 
-    assert dict(expressions._BUILT) == built  # same objects, nothing built again
+    kept = parse._bid_request_columns.cache_info()
+    assert (kept.hits, kept.misses) == (built.hits + 1, built.misses)  # nothing built again
     assert [r["auction_details"].asDict() for r in first + second] == [
         {"auction_id": "1", "bid_amount": "0.5"},
         {"auction_id": "2", "bid_amount": "NaN"},
@@ -531,21 +532,21 @@ def test_reject_buckets_find_every_rejected_line_again(spark: SparkSession) -> N
         [(v, F1) for v in good[:150]] + [(v, F2) for v in good[150:] + bad], LINES
     )
     parsed = lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS))
-    values = parsed.agg(*parse.tally_metrics([F1, F2], line_buckets=True)).first()
+    values = parsed.agg(*tally.tally_metrics([F1, F2], line_buckets=True)).first()
     assert values is not None
-    tally = parse.Tally.from_metrics([F1, F2], values.asDict())
-    assert tally.counts == {F1: (150, 0), F2: (150, 3)}
+    counted = tally.Tally.from_metrics([F1, F2], values.asDict())
+    assert counted.counts == {F1: (150, 0), F2: (150, 3)}
     expected = {
         r["b"]
         for r in spark.createDataFrame([(v,) for v in bad], "value string")
-        .select(F.pmod(F.xxhash64("value"), F.lit(parse.REJECT_BUCKETS)).alias("b"))
+        .select(F.pmod(F.xxhash64("value"), F.lit(tally.REJECT_BUCKETS)).alias("b"))
         .collect()
     }
-    assert tally.reject_buckets == frozenset(expected)
+    assert counted.reject_buckets == frozenset(expected)
     assert len(expected) == 3
 
-    buckets = spark.createDataFrame([(b,) for b in tally.reject_buckets], "_bucket int")
-    kept = lines.transform(parse.lines_in_buckets(buckets))
+    buckets = spark.createDataFrame([(b,) for b in counted.reject_buckets], "_bucket int")
+    kept = lines.transform(tally.lines_in_buckets(buckets))
     kept_values = [r["value"] for r in kept.collect()]
     assert set(bad) <= set(kept_values)
     assert len(kept_values) < 10  # 3 of 2**18 buckets: a good line lands in one by chance
@@ -562,6 +563,6 @@ def test_reject_buckets_find_every_rejected_line_again(spark: SparkSession) -> N
         ]
     )
     # Without line buckets the tally carries none (CSV and Avro sources).
-    plain = parsed.agg(*parse.tally_metrics([F1, F2])).first()
+    plain = parsed.agg(*tally.tally_metrics([F1, F2])).first()
     assert plain is not None
-    assert parse.Tally.from_metrics([F1, F2], plain.asDict()).reject_buckets is None
+    assert tally.Tally.from_metrics([F1, F2], plain.asDict()).reject_buckets is None

@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from adlake import clock
-from adlake.bronze.parse import Tally
+from adlake.bronze.tally import Tally
 from adlake.tables import CHANGED, COMMITTED, INGEST_FILE_LOG, PLANNED
 
 # A run's records are counted per file in the pass that writes them (one aggregate per file

@@ -48,6 +48,7 @@ from adlake.bronze.filelog import (
     run_result,
     split_runs,
 )
+from adlake.bronze.tally import Tally, tally_metrics
 from adlake.config import AppConfig
 from adlake.streams import stop_on_signals, wait_for_queries, with_trigger
 from adlake.tables import (
@@ -142,10 +143,8 @@ class BronzeIngestor:
 
         def per_batch(batch: DataFrame, batch_id: int) -> None:
             log.info("stream %s micro-batch %d", self.source, batch_id)
-            listed = [
-                storage.LandingFile(r["path"], r["length"], r["modified_ms"])
-                for r in batch.collect()
-            ]
+            rows = batch.collect()
+            listed = [storage.LandingFile(r["path"], r["length"], r["modified_ms"]) for r in rows]
             self.ingest_files(listed, mode="stream")
 
         writer = (
@@ -427,18 +426,18 @@ class BronzeIngestor:
 
     def _append_bronze(
         self, parsed: DataFrame, files: list[str], run_seq: int, redo: bool
-    ) -> parse.Tally:
+    ) -> Tally:
         """Append the good records and return every record's tally (observed as they go in).
 
         A redo whose first attempt's append is in bronze already appends nothing, so
         nothing is observed: the records are counted in one more pass instead.
         """
-        metrics = parse.tally_metrics(files, line_buckets=self.source in readers.LINE_SOURCES)
+        metrics = tally_metrics(files, line_buckets=self.source in readers.LINE_SOURCES)
         if redo and self._holds_run(self.bronze_path, run_seq):
             log.info("%s run %d: bronze holds this run; counting its records", self.source, run_seq)
             totals = parsed.agg(*metrics).first()
             assert totals is not None  # a global aggregate always has one row
-            return parse.Tally.from_metrics(files, totals.asDict())
+            return Tally.from_metrics(files, totals.asDict())
         observation = Observation(f"bronze-{self.source}-{run_seq}-{time.monotonic_ns()}")
         observed = parsed.observe(observation, *metrics)
         storage.append_idempotent(
@@ -449,7 +448,7 @@ class BronzeIngestor:
             run_seq,
             known_new=True,
         )
-        return parse.Tally.from_metrics(files, observation.get)
+        return Tally.from_metrics(files, observation.get)
 
     def _holds_run(self, location: str, run_seq: int) -> bool:
         """Whether the table holds rows of this source's run `run_seq` (asked by a redo only):

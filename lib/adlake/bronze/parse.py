@@ -2,16 +2,17 @@
 
 Every transform here is pure (DataFrame -> DataFrame) and returns one row per input record
 with `_reject_reason` null for good records; `bronze_rows` / `quarantine_rows` then split
-them, so a record is in exactly one of the two tables. `Tally` counts a run's records.
+them, so a record is in exactly one of the two tables (`adlake.bronze.tally` counts them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
 
+from pyspark import SparkContext
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -25,7 +26,6 @@ from pyspark.sql.types import (
 
 from adlake import schemas
 from adlake.bronze import csvheader
-from adlake.bronze.expressions import built
 from adlake.schemas import ID, NUMBER, SourceField
 
 # Reason codes in bronze/quarantine.reason (documented in the README).
@@ -134,37 +134,46 @@ def parse_json_lines(contract: Sequence[SourceField]) -> Callable[[DataFrame], D
     `_rescued_data` as a JSON object. An object that gives a key more than once is
     malformed (`REPEATED_KEY` and the keys as its detail).
     """
-
-    def build() -> tuple[Column, list[Column], list[Column]]:
-        # Lines carry no position, so a byte-order mark is dropped from the start of any line
-        # (a file's first, or one of a file concatenated into it); the raw record keeps it.
-        text = _without_bom(F.col("value"))
-        names = [f.name for f in contract]
-        parsed = [
-            F.col("value").alias(RAW_RECORD),
-            F.col(schemas.SOURCE_FILE),
-            F.from_json(text, "map<string,string>").alias("_map"),
-        ]
-        fields_map = F.col("_map")
-        more = _more_than_known(fields_map, names)
-        repeated = _repeated_keys(fields_map, more)
-        # A line that repeats a key is malformed: its fields are not read, its text is kept.
-        # One projection: Spark computes the repeated conditions once per line.
-        fields = F.when(repeated.isNull(), fields_map)
-        classified = _classified(
-            [(f.name, fields[f.name], f.kind) for f in contract],
-            _rescued(fields, names, more),
-            fields.isNull(),
-            MALFORMED_JSON,
-            F.concat(F.lit(f"{REPEATED_KEY}: "), repeated),
-        )
-        return F.trim(text) != "", parsed, classified
+    key = tuple(contract)
 
     def transform(lines: DataFrame) -> DataFrame:
-        record, parsed, classified = built(("json", tuple(contract)), build)
+        record, parsed, classified = _json_columns(SparkContext._jvm, key)
         return lines.where(record).select(*parsed).select(*classified)
 
     return transform
+
+
+# The parsers' column expressions are kept per JVM gateway (`jvm`, a new one builds them
+# again) and key: every Spark function call is a Py4J round trip, and a parse's hundreds of
+# calls cost 0.5-1 s of driver time per read. They are unresolved and bound to no DataFrame.
+@lru_cache(maxsize=256)
+def _json_columns(
+    jvm: object, contract: tuple[SourceField, ...]
+) -> tuple[Column, list[Column], list[Column]]:
+    """`parse_json_lines`' line filter and two projections."""
+    # Lines carry no position, so a byte-order mark is dropped from the start of any line
+    # (a file's first, or one of a file concatenated into it); the raw record keeps it.
+    text = _without_bom(F.col("value"))
+    names = [f.name for f in contract]
+    parsed = [
+        F.col("value").alias(RAW_RECORD),
+        F.col(schemas.SOURCE_FILE),
+        F.from_json(text, "map<string,string>").alias("_map"),
+    ]
+    fields_map = F.col("_map")
+    more = _more_than_known(fields_map, names)
+    repeated = _repeated_keys(fields_map, more)
+    # A line that repeats a key is malformed: its fields are not read, its text is kept.
+    # One projection: Spark computes the repeated conditions once per line.
+    fields = F.when(repeated.isNull(), fields_map)
+    classified = _classified(
+        [(f.name, fields[f.name], f.kind) for f in contract],
+        _rescued(fields, names, more),
+        fields.isNull(),
+        MALFORMED_JSON,
+        F.concat(F.lit(f"{REPEATED_KEY}: "), repeated),
+    )
+    return F.trim(text) != "", parsed, classified
 
 
 def parse_csv_rows(
@@ -179,47 +188,54 @@ def parse_csv_rows(
     order) as the raw record, which only quarantine rows carry.
     """
 
+    key = (tuple(contract), tuple(header))
+
+    def transform(rows: DataFrame) -> DataFrame:
+        records, classified = _csv_columns(SparkContext._jvm, *key)
+        return rows.select(*records).select(*classified)
+
+    return transform
+
+
+@lru_cache(maxsize=256)
+def _csv_columns(
+    jvm: object, contract: tuple[SourceField, ...], header: tuple[str, ...]
+) -> tuple[list[Column], list[Column]]:
+    """`parse_csv_rows`' two projections."""
     position = {name: i for i, name in enumerate(header)}
     known = {f.name for f in contract}
     extra = [(name, i) for i, name in enumerate(header) if name not in known]
 
-    def build() -> tuple[list[Column], list[Column]]:
-        def column(i: int) -> Column:
-            return F.when(~malformed, F.col(f"_c{i}"))
+    def column(i: int) -> Column:
+        return F.when(~malformed, F.col(f"_c{i}"))
 
-        malformed = F.col(csvheader.CORRUPT).isNotNull()
-        line = F.to_csv(F.struct(*[F.col(f"_c{i}") for i in range(len(header))]), csvheader.OPTIONS)
-        values = [
-            (f.name, column(position[f.name]) if f.name in position else F.lit(None), f.kind)
-            for f in contract
-        ]
-        # to_json leaves out null fields: a row whose extra columns are all empty rescues none.
-        rescued = F.to_json(F.struct(*[column(i).alias(name) for name, i in extra]))
-        detail = F.format_string(
-            "expected %d fields (header), got %d",
-            F.lit(len(header)),
-            F.size(F.split(F.col(csvheader.CORRUPT), _CSV_SPLIT, -1)),
-        )
-        records = [
-            F.when(malformed, F.col(csvheader.CORRUPT)).otherwise(line).alias(RAW_RECORD),
-            F.col(schemas.SOURCE_FILE),
-            *[F.col(f"_c{i}") for i in range(len(header))],
-            F.col(csvheader.CORRUPT),
-        ]
-        classified = _classified(
-            [(name, value.cast("string"), kind) for name, value, kind in values],
-            F.nullif(rescued, F.lit("{}")) if extra else F.lit(None).cast("string"),
-            malformed,
-            CSV_COLUMN_COUNT,
-            detail,
-        )
-        return records, classified
-
-    def transform(rows: DataFrame) -> DataFrame:
-        records, classified = built(("csv", tuple(contract), tuple(header)), build)
-        return rows.select(*records).select(*classified)
-
-    return transform
+    malformed = F.col(csvheader.CORRUPT).isNotNull()
+    line = F.to_csv(F.struct(*[F.col(f"_c{i}") for i in range(len(header))]), csvheader.OPTIONS)
+    values = [
+        (f.name, column(position[f.name]) if f.name in position else F.lit(None), f.kind)
+        for f in contract
+    ]
+    # to_json leaves out null fields: a row whose extra columns are all empty rescues none.
+    rescued = F.to_json(F.struct(*[column(i).alias(name) for name, i in extra]))
+    detail = F.format_string(
+        "expected %d fields (header), got %d",
+        F.lit(len(header)),
+        F.size(F.split(F.col(csvheader.CORRUPT), _CSV_SPLIT, -1)),
+    )
+    records = [
+        F.when(malformed, F.col(csvheader.CORRUPT)).otherwise(line).alias(RAW_RECORD),
+        F.col(schemas.SOURCE_FILE),
+        *[F.col(f"_c{i}") for i in range(len(header))],
+        F.col(csvheader.CORRUPT),
+    ]
+    classified = _classified(
+        [(name, value.cast("string"), kind) for name, value, kind in values],
+        F.nullif(rescued, F.lit("{}")) if extra else F.lit(None).cast("string"),
+        malformed,
+        CSV_COLUMN_COUNT,
+        detail,
+    )
+    return records, classified
 
 
 def _as_text(column: Column, data_type: DataType) -> Column:
@@ -244,12 +260,14 @@ def project_bid_requests(df: DataFrame) -> DataFrame:
     Driven by the DataFrame's schema, which is the file's own writer schema: contract fields
     missing from it become null, fields it has beyond the contract go to `_rescued_data`.
     """
-    first, second = built(("avro", df.schema.json()), lambda: _bid_request_columns(df.schema))
+    first, second = _bid_request_columns(SparkContext._jvm, df.schema.json())
     return df.select(*first).select(*second)
 
 
-def _bid_request_columns(schema: StructType) -> tuple[list[Column], list[Column]]:
-    """The two projections of `project_bid_requests` for one writer schema."""
+@lru_cache(maxsize=256)
+def _bid_request_columns(jvm: object, schema_json: str) -> tuple[list[Column], list[Column]]:
+    """`project_bid_requests`' two projections for one writer schema."""
+    schema = StructType.fromJson(json.loads(schema_json))
     by_name: dict[str, StructField] = {f.name: f for f in schema.fields}
     projected: list[Column] = []
     rescued: list[Column] = []
@@ -403,94 +421,3 @@ def corrupt_file_rows(files: DataFrame) -> DataFrame:
         F.lit(CORRUPT_FILE).alias(REJECT_REASON),
         F.col(REJECT_DETAIL),
     )
-
-
-# The quarantine append reads the files with rejects a second time. For line-based sources
-# the first pass also collects the hash buckets of its rejected lines (`reject_buckets`: at
-# most REJECT_BUCKETS integers, whatever the input size), and the second pass parses only the
-# lines in those buckets, a superset of the rejected ones that parsing narrows down exactly.
-REJECT_BUCKETS = 1 << 18
-
-
-def _line_bucket(text: Column) -> Column:
-    return F.pmod(F.xxhash64(text), F.lit(REJECT_BUCKETS)).cast("int")
-
-
-BUCKET = "_bucket"
-
-
-def lines_in_buckets(buckets: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """Keep the text lines (`value`) whose hash bucket is one of `buckets` (column `_bucket`).
-
-    A broadcast semi join: a line costs one hash and one lookup instead of a JSON parse.
-    """
-
-    def transform(lines: DataFrame) -> DataFrame:
-        return lines.join(
-            F.broadcast(buckets), _line_bucket(F.col("value")) == buckets[BUCKET], "left_semi"
-        )
-
-    return transform
-
-
-def tally_metrics(files: Sequence[str], *, line_buckets: bool = False) -> list[Column]:
-    """Aggregates that count a run's parsed records per file (good, rejected) and per reason.
-
-    Written for `DataFrame.observe`, so the counts come from the pass that writes bronze.
-    `unmatched` counts records whose `_source_file` is not one of `files`: it must be 0.
-    With `line_buckets`, `reject_buckets` is the set of the rejected lines' hash buckets.
-    """
-    index = F.array_position(F.array(*[F.lit(f) for f in files]), F.col(schemas.SOURCE_FILE))
-    good = F.col(REJECT_REASON).isNull()
-    metrics = [F.count_if(index == 0).alias("unmatched")]
-    for i in range(len(files)):
-        metrics.append(F.count_if((index == i + 1) & good).alias(f"good_{i}"))
-        metrics.append(F.count_if((index == i + 1) & ~good).alias(f"bad_{i}"))
-    metrics.extend(
-        F.count_if(F.col(REJECT_REASON) == r).alias(f"reason_{r}") for r in REJECT_REASONS
-    )
-    if line_buckets:
-        rejected_line = ~good & F.col(RAW_RECORD).isNotNull()
-        metrics.append(
-            F.collect_set(F.when(rejected_line, _line_bucket(F.col(RAW_RECORD)))).alias(
-                "reject_buckets"
-            )
-        )
-    return metrics
-
-
-@dataclass(frozen=True)
-class Tally:
-    """A run's record counts: per file (good, rejected) and rejects per reason."""
-
-    counts: dict[str, tuple[int, int]]
-    reasons: tuple[tuple[str, int], ...]
-    reject_buckets: frozenset[int] | None = None
-
-    @property
-    def good(self) -> int:
-        return sum(c[0] for c in self.counts.values())
-
-    @property
-    def bad(self) -> int:
-        return sum(c[1] for c in self.counts.values())
-
-    def with_rejects(self, files: Sequence[str]) -> list[str]:
-        """The files among `files` that had rejected records, in their order."""
-        return [f for f in files if self.counts[f][1]]
-
-    @classmethod
-    def from_metrics(cls, files: Sequence[str], values: Mapping[str, Any]) -> Tally:
-        """Read the values of `tally_metrics(files)`; fails on records of an unknown file."""
-        if values["unmatched"]:
-            raise ValueError(
-                f"{values['unmatched']} records carry a source file outside the run's files"
-            )
-        counts = {
-            f: (int(values[f"good_{i}"]), int(values[f"bad_{i}"])) for i, f in enumerate(files)
-        }
-        reasons = tuple(
-            (r, int(values[f"reason_{r}"])) for r in REJECT_REASONS if values[f"reason_{r}"]
-        )
-        buckets = values.get("reject_buckets")
-        return cls(counts, reasons, None if buckets is None else frozenset(buckets))

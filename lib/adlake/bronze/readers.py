@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from adlake import deltalog, schemas
-from adlake.bronze import csvheader, parse
+from adlake.bronze import csvheader, parse, tally
 from adlake.bronze.filelog import first_line
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,9 @@ def read_parsed(
             lines = _read_text(spark, files)
             if line_buckets is not None:
                 buckets = spark.createDataFrame(
-                    [(b,) for b in sorted(line_buckets)], f"{parse.BUCKET} int"
+                    [(b,) for b in sorted(line_buckets)], f"{tally.BUCKET} int"
                 )
-                lines = lines.transform(parse.lines_in_buckets(buckets))
+                lines = lines.transform(tally.lines_in_buckets(buckets))
             parts.append(lines.transform(parse.parse_json_lines(schemas.IMPRESSION_FIELDS)))
         elif source == "clicks_conversions":
             parts.extend(_read_csv(spark, source, files, corrupt))
