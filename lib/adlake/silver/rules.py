@@ -22,20 +22,32 @@ class RuleError(ValueError):
 
 
 def _compile_rules(df: DataFrame, rules: Sequence[Rule], source: str) -> list[Column]:
-    """Each rule's expression, analysed against `df` (no action) so errors name the rule."""
-    checks: list[Column] = []
-    for rule in rules:
-        try:
-            check = F.expr(rule.expr)
-            data_type: DataType = df.select(check).schema[0].dataType
-        except PySparkException as exc:
-            raise RuleError(f"rule '{rule.name}' ({source}): {exc}") from exc
+    """Each rule's expression, analysed against `df` (no action) so errors name the rule.
+
+    All of them in one analysis (each is a Py4J round trip through the analyser, paid by
+    every batch); only when that fails is each analysed alone to name the rule at fault.
+    """
+    checks = [F.expr(rule.expr) for rule in rules]
+    try:
+        types: list[DataType] = [f.dataType for f in df.select(*checks).schema] if checks else []
+    except PySparkException:
+        types = [
+            _analysed_type(df, rule, check, source)
+            for rule, check in zip(rules, checks, strict=True)
+        ]
+    for rule, data_type in zip(rules, types, strict=True):
         if not isinstance(data_type, BooleanType):
             raise RuleError(
                 f"rule '{rule.name}' ({source}): expr is {data_type.simpleString()}, not boolean"
             )
-        checks.append(check)
     return checks
+
+
+def _analysed_type(df: DataFrame, rule: Rule, check: Column, source: str) -> DataType:
+    try:
+        return df.select(check).schema[0].dataType
+    except PySparkException as exc:
+        raise RuleError(f"rule '{rule.name}' ({source}): {exc}") from exc
 
 
 def apply_rules(rules: Sequence[Rule], source: str) -> Callable[[DataFrame], DataFrame]:

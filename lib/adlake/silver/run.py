@@ -305,18 +305,26 @@ class SilverProcessor:
         return row
 
     def _newest_written(self, target: str) -> datetime | None:
-        """Newest event time written to `target` so far: from the audit on first use, then
-        kept in memory as batches are written (no audit read per batch)."""
-        if target not in self._newest:
-            audit = storage.read_table(self.spark, BATCH_AUDIT.location(self.cfg))
-            newest = (
-                audit.where((F.col("job") == JOB) & (F.col("source") == target))
-                .agg(F.max("max_event_ts"))
-                .first()
-            )
-            self._newest[target] = (
-                clock.aware(newest[0]) if newest is not None and newest[0] is not None else None
-            )
+        """Newest event time written to `target` so far: every target's from the audit in
+        one query on first use (one Spark job per run, not one per target), then kept in
+        memory as batches are written (no audit read per batch)."""
+        with self._lock:
+            if not self._newest:
+                audit = storage.read_table(self.spark, BATCH_AUDIT.location(self.cfg))
+                newest = (
+                    audit.where(F.col("job") == JOB)
+                    .agg(
+                        *[
+                            F.max(F.when(F.col("source") == t, F.col("max_event_ts"))).alias(t)
+                            for t in SPECS
+                        ]
+                    )
+                    .first()
+                )
+                assert newest is not None  # a global aggregate always has one row
+                self._newest.update(
+                    {t: clock.aware(newest[t]) if newest[t] is not None else None for t in SPECS}
+                )
         return self._newest[target]
 
     def _threshold(self, newest: datetime | None) -> datetime | None:
