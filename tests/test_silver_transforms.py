@@ -634,6 +634,9 @@ def test_apply_rules_errors_name_the_rule(spark: SparkSession) -> None:
     # The rules are analysed together; the error still names the one at fault.
     with pytest.raises(silver_rules.RuleError, match=r"^rule 'uses_missing' \(clicks\)"):
         rows.transform(silver_rules.apply_rules(unknown, "clicks"))
+    unparsable = [fine, rules_conf.Rule("half_written", "a >", "warn", ("clicks",))]
+    with pytest.raises(silver_rules.RuleError, match=r"^rule 'half_written' \(clicks\)"):
+        rows.transform(silver_rules.apply_rules(unparsable, "clicks"))
     not_boolean = [fine, rules_conf.Rule("is_number", "a + 1", "warn", ("clicks",))]
     with pytest.raises(silver_rules.RuleError, match=r"^rule 'is_number'.*not boolean"):
         rows.transform(silver_rules.apply_rules(not_boolean, "clicks"))
