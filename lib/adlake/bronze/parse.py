@@ -324,7 +324,7 @@ def _bid_request_columns(jvm: object, schema_json: str) -> tuple[list[Column], l
             RAW_RECORD
         ),
     ]
-    wrong = wrong_type_fields([(name, _nested(name), kind) for name, _col, kind in wrong_checks])
+    wrong = wrong_type_fields(wrong_checks)
     second = [
         F.col("*"),
         F.when(wrong.isNotNull(), F.lit(WRONG_TYPE)).alias(REJECT_REASON),
@@ -357,11 +357,6 @@ def parsed_schema(bronze_schema: StructType) -> StructType:
         StructField(REJECT_DETAIL, StringType()),
     ]
     return StructType(fields + extra)
-
-
-def _nested(dotted: str) -> Column:
-    group, _, member = dotted.partition(".")
-    return F.col(group)[member] if member else F.col(group)
 
 
 def with_ingest_metadata(ingested_at: datetime, run_seq: int) -> Callable[[DataFrame], DataFrame]:
