@@ -290,6 +290,7 @@ def flat_batches(
     classes) on whichever history comes first, so the ratio is the second round's (run in
     reverse order); the first round's times are reported beside it.
     """
+    histories = sorted(histories)
     days = 60
     batch_day = date(2026, 1, 1) + timedelta(days=days - 1)
 
@@ -328,7 +329,7 @@ def flat_batches(
         bronze = batch(round_)
         # The second round starts with the largest history: warm-up left over from the first
         # round would then count against the ratio, not for it.
-        for rows in histories if round_ == 0 else histories[::-1]:
+        for rows in histories if round_ == 0 else reversed(histories):
             processor = processors[rows]
             [audit], seconds = _timed(processor.process, "impressions", bronze, round_ + 1)
             assert audit.rows_written == batch_rows, audit
